@@ -1,0 +1,1 @@
+"""Fixtures for corpus tests (a tiny synthesized MSWC-layout corpus)."""

@@ -1,0 +1,1 @@
+"""Fixtures for embedding-model tests (a tiny model trained in seconds)."""
