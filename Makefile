@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 
 install: $(STAMP)
 
+demo: $(STAMP)
+	$(PY) -m dataset_builder.demo
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
