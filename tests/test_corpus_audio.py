@@ -1,0 +1,181 @@
+"""corpus.audio: decoding any format, normalising to one 16 kHz second, deterministic Opus."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from corpus import _opus
+from corpus._ogg import ogg_crc, set_stream_serial
+from corpus.audio import (
+    CLIP_SAMPLES,
+    SAMPLE_RATE,
+    ClipError,
+    _encode_opus_libsndfile,
+    decode_audio,
+    encode_opus,
+    load_clip,
+    normalize_clip,
+    write_opus,
+)
+
+
+def tone(seconds: float, sr: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(seconds * sr))) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def wav_bytes(y: np.ndarray, sr: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def dominant_freq(y: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.fft.rfftfreq(len(y), 1 / sr)[np.argmax(spectrum)])
+
+
+def test_short_clip_is_centre_padded(tmp_path):
+    y = np.full(int(0.3 * SAMPLE_RATE), 0.25, dtype=np.float32)
+    path = tmp_path / "short.wav"
+    sf.write(path, y, SAMPLE_RATE, subtype="FLOAT")
+    clip = load_clip(path)
+    assert clip.shape == (CLIP_SAMPLES,) and clip.dtype == np.float32
+    nonzero = np.flatnonzero(clip)
+    left = (CLIP_SAMPLES - len(y)) // 2
+    assert nonzero[0] == left and nonzero[-1] == left + len(y) - 1
+    np.testing.assert_allclose(clip[nonzero], 0.25)
+
+
+def test_long_clip_keeps_its_middle_second(tmp_path):
+    n = 3 * SAMPLE_RATE
+    ramp = np.linspace(-0.9, 0.9, n, dtype=np.float32)
+    path = tmp_path / "long.flac"
+    sf.write(path, ramp, SAMPLE_RATE, subtype="PCM_24")
+    clip = load_clip(path)
+    start = (n - CLIP_SAMPLES) // 2
+    np.testing.assert_allclose(clip, ramp[start : start + CLIP_SAMPLES], atol=1e-6)
+
+
+def test_stereo_44k1_wav_is_mixed_and_resampled():
+    left = tone(1.0, 44100, 440.0, 0.6)
+    right = tone(1.0, 44100, 440.0, 0.2)
+    y, sr = decode_audio(wav_bytes(np.stack([left, right], axis=1), 44100, subtype="FLOAT"))
+    assert sr == 44100 and y.ndim == 1
+    np.testing.assert_allclose(y, (left + right) / 2, atol=1e-6)
+    clip = normalize_clip(y, sr)
+    assert clip.shape == (CLIP_SAMPLES,)
+    assert abs(dominant_freq(clip, SAMPLE_RATE) - 440.0) < 2.0
+    # High-quality resampling keeps the amplitude (mono mix = 0.4).
+    assert np.max(np.abs(clip[2000:-2000])) == pytest.approx(0.4, abs=0.01)
+
+
+def test_decodes_opus_flac_mp3_from_path_bytes_and_file_object(tmp_path):
+    y = tone(1.0, 48000, 1000.0)
+    opus = encode_opus(y)
+    for source in (opus, io.BytesIO(opus)):
+        decoded, sr = decode_audio(source)
+        assert sr == 48000 and decoded.shape == (48000,)
+    flac = tmp_path / "x.flac"
+    sf.write(flac, y, 48000)
+    assert decode_audio(flac)[0].shape == (48000,)
+    mp3 = wav_bytes(y, 48000, fmt="MP3")
+    decoded, sr = decode_audio(mp3)
+    assert sr == 48000 and abs(dominant_freq(decoded, sr) - 1000.0) < 5.0
+
+
+def test_corrupt_opus_is_unreadable():
+    opus = bytearray(encode_opus(tone(1.0, 48000)))
+    opus[28:36] = b"NotOpus!"  # the OpusHead magic of the first packet
+    with pytest.raises(ClipError) as err:
+        load_clip(bytes(opus))
+    assert err.value.reason == "unreadable"
+    with pytest.raises(ClipError) as err:
+        load_clip(b"this is not audio at all" * 10)
+    assert err.value.reason == "unreadable"
+
+
+def test_empty_and_silent_files(tmp_path):
+    empty = tmp_path / "empty.opus"
+    empty.write_bytes(b"")
+    with pytest.raises(ClipError) as err:
+        load_clip(empty)
+    assert err.value.reason == "empty" and "empty.opus" in str(err.value)
+    with pytest.raises(ClipError) as err:
+        load_clip(wav_bytes(np.zeros(0, np.float32), 16000))
+    assert err.value.reason == "empty"
+    with pytest.raises(ClipError) as err:
+        load_clip(wav_bytes(np.zeros(16000, np.float32), 16000))
+    assert err.value.reason == "silent"
+    with pytest.raises(ClipError) as err:
+        load_clip(tmp_path / "missing.opus")
+    assert err.value.reason == "unreadable"
+
+
+def test_accented_word_in_path(tmp_path):
+    path = tmp_path / "es" / "clips" / "año" / "común.opus"
+    path.parent.mkdir(parents=True)
+    write_opus(path, tone(0.8, 48000, 300.0))
+    clip = load_clip(path)
+    assert clip.shape == (CLIP_SAMPLES,)
+    assert abs(dominant_freq(clip, SAMPLE_RATE) - 300.0) < 3.0
+    assert [p.name for p in path.parent.iterdir()] == ["común.opus"]  # no temporary left behind
+
+
+def test_encode_opus_is_deterministic_and_exact_length():
+    rng = np.random.default_rng(0)
+    y = (tone(1.0, 48000, 220.0) + 0.01 * rng.standard_normal(48000)).astype(np.float32)
+    a, b = encode_opus(y), encode_opus(y.copy())
+    assert a == b
+    assert encode_opus(y * 0.5) != a
+    decoded, sr = decode_audio(a)
+    assert sr == 48000 and decoded.shape == y.shape
+    # The pre-skip is right: the decoded signal lines up with the input sample for sample.
+    snr = 10 * np.log10(np.sum(y**2) / np.sum((decoded - y) ** 2))
+    assert snr > 10
+    small = encode_opus(y, bitrate=12000)
+    assert len(small) < len(a)
+    short, sr16 = decode_audio(encode_opus(y[:8000], sr=16000))
+    assert sr16 == 16000 and short.shape == (8000,)
+
+
+def test_encode_opus_validates_arguments():
+    with pytest.raises(ValueError, match="sample rate"):
+        encode_opus(tone(0.1, 44100), sr=44100)
+    with pytest.raises(ValueError, match="mono"):
+        encode_opus(np.zeros((10, 2), np.float32))
+    with pytest.raises(ValueError, match="bitrate"):
+        encode_opus(tone(0.1, 48000), bitrate=1000)
+
+
+def test_libsndfile_fallback_gets_a_fixed_serial():
+    y = tone(0.5, 48000)
+    a, b = _encode_opus_libsndfile(y, 48000), _encode_opus_libsndfile(y, 48000)
+    assert a == b
+    assert decode_audio(a)[0].shape == (24000,)
+
+
+def test_ogg_crc_matches_libsndfile_pages():
+    buf = io.BytesIO()
+    sf.write(buf, tone(0.5, 48000), 48000, format="OGG", subtype="OPUS")
+    raw = buf.getvalue()
+    n_segments = raw[26]
+    end = 27 + n_segments + sum(raw[27 : 27 + n_segments])
+    page = bytearray(raw[:end])
+    stored = struct.unpack("<I", page[22:26])[0]
+    page[22:26] = b"\0\0\0\0"
+    assert ogg_crc(bytes(page)) == stored
+    serial = struct.unpack("<I", raw[14:18])[0]
+    assert set_stream_serial(raw, serial) == raw
+    with pytest.raises(ValueError, match="Ogg page"):
+        set_stream_serial(raw[:-5], 1)
+
+
+def test_libopus_is_used_when_present():
+    # The fast path is what the synthesizer's throughput depends on.
+    assert _opus.libopus() is not None
