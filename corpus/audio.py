@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -61,6 +62,9 @@ class ClipError(ValueError):
         super().__init__(message)
 
 
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _describe(source: AudioSource) -> str:
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
@@ -98,7 +102,10 @@ def decode_audio(source: AudioSource) -> tuple[np.ndarray, int]:
     try:
         data, sr = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise ClipError("unreadable", name, str(e).strip().splitlines()[0] if str(e) else "") from e
+        # libsndfile's own text, not str(e): that embeds the file object's repr, whose
+        # memory address would make skip reasons (and manifests) differ run to run.
+        detail = getattr(e, "error_string", None) or (str(e).strip().splitlines()[0] if str(e) else "")
+        raise ClipError("unreadable", name, _MEMORY_ADDRESS.sub("", detail)) from e
     if data.shape[0] == 0:
         raise ClipError("empty", name, "no samples")
     y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)

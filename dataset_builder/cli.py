@@ -8,10 +8,13 @@ Examples::
         --audio-archive https://host/audio/es.tar.gz \\
         --splits-archive https://host/splits/es.tar.gz --out out/es
     build-dataset ... --backend wav2vec2 --model facebook/wav2vec2-base --layer 6
+    build-dataset ... --runner DirectRunner       # as an Apache Beam pipeline
+    build-dataset ... --runner DataflowRunner --project P --region R \\
+        --temp_location gs://b/tmp --out gs://b/out/es   # see docs/SCALE.md
 
 Exit status: 0 success; 1 bad input or data (one line on stderr says what and
-what to do); 2 command-line usage error; 3 the chosen embedding backend is not
-installed or has no model; 130 interrupted.
+what to do); 2 command-line usage error; 3 the chosen embedding backend (or, with
+--runner, Apache Beam) is not installed or has no model; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
             "not installed or model missing; 130 interrupted. See docs/BUILD.md."
         ),
         formatter_class=HelpFormatter,
+        # With --runner, unknown options go to Beam: no abbreviation may swallow one.
+        allow_abbrev=False,
     )
     parser.add_argument("--lang", required=True, help="corpus language code, e.g. es")
     parser.add_argument("--keyword", "-k", action="append", required=True, metavar="WORD",
@@ -111,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="run the protocol only: print the planned counts, embed nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    from dataset_builder.beam_pipeline import add_beam_arguments
+
+    add_beam_arguments(parser)
     return parser
 
 
@@ -185,7 +193,13 @@ def _summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+    if args.runner:
+        from dataset_builder.beam_pipeline import run_beam_build
+
+        return run_beam_build(args, beam_args or [])
+    if args.shards != 1:
+        raise BuildError("--shards needs --runner (e.g. --runner DirectRunner)")
     from embedding_model.backends import BackendUnavailable
 
     from dataset_builder.build import RunOptions, build_dataset, plan_experiment
@@ -227,11 +241,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and not args.runner:
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     from corpus.layout import CorpusError
 
     try:
-        return run(args)
+        return run(args, beam_args)
     except (BuildError, CorpusError) as e:
         print(f"build-dataset: {e}", file=sys.stderr)
         return EXIT_DATA

@@ -4,6 +4,7 @@ Pure numpy + protobuf (no TensorFlow), at the bottom of the import graph::
 
     from protos import read_samples, write_samples, SampleSet, DatasetMetadata
     pool = read_samples("samples.pb")   # pool.embeddings: [N, D] float32
+    pool = read_samples("out/samples-*.pb")   # a sharded pool, as one dataset
 
 The names below are loaded on first use, so ``import protos.atomic`` (standard
 library only) does not pull in protobuf or numpy.
@@ -23,8 +24,12 @@ __all__ = [
     "DatasetMetadata",
     "SampleSet",
     "SamplesFormatError",
+    "iter_samples",
+    "max_samples_per_file",
     "read_samples",
+    "serialize_samples",
     "write_samples",
+    "write_sharded_samples",
 ]
 
 if TYPE_CHECKING:
@@ -37,8 +42,12 @@ if TYPE_CHECKING:
         DatasetMetadata,
         SampleSet,
         SamplesFormatError,
+        iter_samples,
+        max_samples_per_file,
         read_samples,
+        serialize_samples,
         write_samples,
+        write_sharded_samples,
     )
 
 

@@ -6,6 +6,11 @@ A file is a ``Samples`` message (see ``samples.proto``): one ``Sample`` per clip
 atomically. Both validate, and every problem is reported as a
 :class:`SamplesFormatError` whose message is one line naming the file.
 
+Pools too large for one message (protobuf stops at 2 GiB, about 517,000 vectors of
+1024-d) are written as shards (:func:`write_sharded_samples`, names from
+:mod:`protos.shards`); :func:`read_samples` reads a directory, a glob or the
+unsharded name of such a set as one dataset, :func:`iter_samples` shard by shard.
+
 Speed: the vectors are decoded with a *wire view* of the schema in which field 3
 of ``Sample`` (``repeated float``, packed) is declared ``repeated bytes``. Packed
 floats and bytes share a wire type, so protobuf's C parser hands each vector over
@@ -19,9 +24,11 @@ read through the real schema instead: slower, same result.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -30,6 +37,7 @@ from google.protobuf.message import DecodeError
 
 from protos import samples_pb2
 from protos.atomic import atomic_write_bytes
+from protos.shards import ShardSetError, parse_shard_name, resolve_sample_files, shard_glob, shard_name
 
 TARGET: int = samples_pb2.TARGET  # 0, as in the seed schema
 NONTARGET: int = samples_pb2.NONTARGET  # 1
@@ -42,6 +50,9 @@ SEED_TARGET_LABEL = "target"
 DEFAULT_SAMPLE_RATE = 16000
 
 _VECTOR_FIELD = samples_pb2.Sample.MSWC_EMBEDDING_VECTOR_FIELD_NUMBER
+
+#: Protobuf refuses to parse (and the C++ runtime to serialize) messages of 2 GiB or more.
+MAX_MESSAGE_BYTES = 2**31 - 1
 
 
 class SamplesFormatError(ValueError):
@@ -287,21 +298,91 @@ _WireSamples = _build_wire_view()
 
 
 def read_samples(path: str | os.PathLike) -> SampleSet:
-    """Read a samples.pb / eval.pb (this project's schema or the seed's).
+    """Read a samples.pb / eval.pb (this project's schema or the seed's), whole or sharded.
 
     Args:
-        path: the file.
+        path: a file; or a sharded dataset (see :mod:`protos.shards`) given as a
+            directory, a glob (``out/samples-*.pb``) or its unsharded name
+            (``out/samples.pb`` when only ``out/samples-?????-of-?????.pb`` exist).
 
     Returns:
-        The validated SampleSet. A seed-schema file (no keywords, no metadata) has
+        The validated SampleSet; shards are concatenated in index order. A
+        seed-schema file (no keywords, no metadata) has
         ``label_names == ["nontarget", "target"]``.
 
     Raises:
-        FileNotFoundError / OSError: the file cannot be read.
-        SamplesFormatError: the file is empty, truncated, not a protocol buffer, or
-            its contents are inconsistent (vector lengths, NaN/inf, duplicate ids, ...).
+        FileNotFoundError / OSError: the file cannot be read, or nothing matches.
+        SamplesFormatError: a file is empty, truncated, not a protocol buffer, or
+            its contents are inconsistent (vector lengths, NaN/inf, duplicate ids, ...);
+            shards are incomplete or disagree on their metadata.
     """
-    path = Path(path)
+    try:
+        files = resolve_sample_files(path)
+    except ShardSetError as exc:
+        raise SamplesFormatError(str(exc)) from None
+    if len(files) == 1:
+        return _read_one(files[0])
+    return concatenate([_read_one(f) for f in files], where=os.fspath(path),
+                       names=[f.name for f in files])
+
+
+def iter_samples(path: str | os.PathLike) -> Iterator[tuple[Path, SampleSet]]:
+    """Read a (possibly sharded) dataset one file at a time, for pools larger than memory.
+
+    Yields:
+        ``(file, SampleSet)`` per file, in dataset order. Ids are checked for
+        uniqueness within each file only (use :func:`read_samples` for the whole check).
+    """
+    try:
+        files = resolve_sample_files(path)
+    except ShardSetError as exc:
+        raise SamplesFormatError(str(exc)) from None
+    for f in files:
+        yield f, _read_one(f)
+
+
+def concatenate(parts: Sequence[SampleSet], where: str = "samples", names: Sequence[str] | None = None) -> SampleSet:
+    """One SampleSet from several with the same metadata (the shards of one dataset).
+
+    Args:
+        parts: the sets, in order.
+        where: what to name in error messages.
+        names: a name per part for error messages (default ``part #i``).
+
+    Raises:
+        SamplesFormatError: the parts disagree on metadata or vector length, or an
+            id occurs in more than one part.
+    """
+    if not parts:
+        raise SamplesFormatError(f"{where}: no samples to concatenate")
+    names = list(names) if names is not None else [f"part #{i}" for i in range(len(parts))]
+    first = parts[0]
+    for name, part in zip(names[1:], parts[1:]):
+        for f in dataclasses.fields(DatasetMetadata):
+            a, b = getattr(first.metadata, f.name), getattr(part.metadata, f.name)
+            if a != b:
+                raise SamplesFormatError(
+                    f"{where}: {name} has metadata {f.name}={b!r} but {names[0]} has {a!r}; "
+                    "these files are not shards of one dataset")
+        if part.embedding_dim != first.embedding_dim:
+            raise SamplesFormatError(
+                f"{where}: {name} has {part.embedding_dim}-d vectors, {names[0]} has "
+                f"{first.embedding_dim}-d")
+    combined = SampleSet(
+        ids=np.concatenate([p.ids for p in parts]),
+        sample_types=np.concatenate([p.sample_types for p in parts]),
+        keywords=np.concatenate([p.keywords for p in parts]),
+        embeddings=np.concatenate([p.embeddings for p in parts]),
+        metadata=dataclasses.replace(first.metadata,
+                                     target_keywords=list(first.metadata.target_keywords),
+                                     params=dict(first.metadata.params)),
+    )
+    _validate(combined, where)
+    return combined
+
+
+def _read_one(path: Path) -> SampleSet:
+    """Read and validate one samples.pb file."""
     where = str(path)
     data = path.read_bytes()
     if not data:
@@ -418,7 +499,28 @@ def write_samples(path: str | os.PathLike, sample_set: SampleSet) -> None:
         SamplesFormatError: the set is invalid (same checks as :func:`read_samples`).
     """
     path = Path(path)
-    _validate(sample_set, f"cannot write {path}")
+    atomic_write_bytes(path, serialize_samples(sample_set, where=f"cannot write {path}"))
+
+
+def serialize_samples(sample_set: SampleSet, where: str = "cannot serialize samples") -> bytes:
+    """The bytes :func:`write_samples` writes: validated, deterministic for equal inputs.
+
+    For writers that do not write local files (a distributed pipeline writing to
+    object storage): same checks, same bytes.
+
+    Raises:
+        SamplesFormatError: the set is invalid, or too large for one message
+            (protobuf's 2 GiB limit: shard it, see :func:`write_sharded_samples`).
+    """
+    # The size check first: it is cheap, and a set this large is costly to validate.
+    if sample_set.embeddings.ndim == 2 and len(sample_set.ids):
+        n, dim = sample_set.embeddings.shape
+        if n > max_samples_per_file(dim, id_chars=len(sample_set.ids[0])):
+            raise SamplesFormatError(
+                f"{where}: {n:,} samples of {dim} floats make a message over 2 GiB, where protobuf "
+                f"stops: write shards (at most ~{max_samples_per_file(dim):,} samples each, "
+                "see protos.write_sharded_samples)")
+    _validate(sample_set, where)
     n, dim = sample_set.embeddings.shape
     message = _WireSamples()
     vectors = np.ascontiguousarray(sample_set.embeddings, dtype="<f4")
@@ -446,4 +548,64 @@ def write_samples(path: str | os.PathLike, sample_set: SampleSet) -> None:
     for key, value in meta.params.items():
         out.params[str(key)] = str(value)
     message.num_samples = n
-    atomic_write_bytes(path, message.SerializeToString())
+    return message.SerializeToString()
+
+
+def max_samples_per_file(dim: int, id_chars: int = 40) -> int:
+    """Most samples of ``dim`` float32 that fit one samples.pb under protobuf's 2 GiB limit.
+
+    Each sample costs ``4 * dim`` bytes of floats plus about ``id_chars + 16`` bytes of
+    id, keyword and framing (MSWC ids are ~30-40 characters).
+    """
+    return int((MAX_MESSAGE_BYTES - 2**20) // (4 * dim + id_chars + 16))
+
+
+def write_sharded_samples(directory: str | os.PathLike, stem: str, sample_set: SampleSet,
+                          num_shards: int, suffix: str = ".pb") -> list[Path]:
+    """Write ``sample_set`` as ``num_shards`` contiguous shards ``{stem}-00000-of-N{suffix}``.
+
+    Each shard is a complete samples.pb with the set's metadata; read them back as
+    one dataset with :func:`read_samples` (directory, glob or ``{stem}{suffix}``).
+    Stale files of the same dataset (an unsharded ``{stem}{suffix}``, shards with
+    another count) are removed after the new shards are written.
+
+    Returns:
+        The shard paths, in order.
+
+    Raises:
+        SamplesFormatError: the set is invalid, or has fewer samples than shards.
+    """
+    directory = Path(directory)
+    n = len(sample_set)
+    if num_shards < 1 or num_shards > n:
+        raise SamplesFormatError(
+            f"cannot write {n} samples as {num_shards} shards: need 1 <= shards <= samples")
+    _validate(sample_set, f"cannot write {directory / (stem + suffix)}")
+    bounds = [n * i // num_shards for i in range(num_shards + 1)]
+    paths = [directory / shard_name(stem, i, num_shards, suffix) for i in range(num_shards)]
+    for i, path in enumerate(paths):
+        write_samples(path, sample_set.subset(np.arange(bounds[i], bounds[i + 1])))
+    remove_stale_outputs(directory, stem, suffix, keep=paths)
+    return paths
+
+
+def remove_stale_outputs(directory: str | os.PathLike, stem: str, suffix: str, keep: Sequence[Path]) -> list[Path]:
+    """Delete files of dataset ``{stem}{suffix}`` in ``directory`` other than ``keep``.
+
+    A directory must never hold two versions of a dataset (the unsharded file and
+    shards, or shards of two counts): readers could not tell which is current.
+
+    Returns:
+        The files removed.
+    """
+    directory = Path(directory)
+    keep_names = {Path(k).name for k in keep}
+    removed = []
+    candidates = [directory / f"{stem}{suffix}", *map(Path, glob.glob(shard_glob(directory / f"{stem}{suffix}")))]
+    for path in candidates:
+        parsed = parse_shard_name(path.name)
+        is_ours = path.name == f"{stem}{suffix}" or (parsed is not None and parsed[0] == stem and parsed[3] == suffix)
+        if is_ours and path.name not in keep_names and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
