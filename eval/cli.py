@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "F1, class counts, backend)")
     parser.add_argument("--no_progress", action="store_true",
                         help="no progress bar on stderr")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="also write DIR/index.html: a self-contained page (confusion "
+                        "matrix, per-class F1, a 2-D map of the eval embeddings with the "
+                        "selected clips, score per seed, summary); needs matplotlib")
+    parser.add_argument("--report_projection", choices=("tsne", "pca"), default="tsne",
+                        help="the report's 2-D map: t-SNE (seeded) of every keyword clip and "
+                        "enough nontargets to make 1500 points, or PCA of up to 6000 eval "
+                        "clips (default tsne)")
     return parser
 
 
@@ -136,15 +144,23 @@ def verify_against_pool(train: TrainSet, pool: SampleSet, label_names: list[str]
 
 
 def _read_samples_file(path: Path, flag: str) -> SampleSet:
-    if not path.is_file():
-        raise EvalError(f"{path}: no such file ({flag})")
+    # read_samples also takes a directory, a glob or a sharded name (samples-*-of-*.pb).
     try:
         return read_samples(path)
+    except FileNotFoundError as exc:
+        raise EvalError(f"{exc} ({flag})") from None
     except (SamplesFormatError, OSError) as exc:
         raise EvalError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.report is not None:
+        from eval.report import ReportError, require_matplotlib
+
+        try:
+            require_matplotlib()  # before the scoring, not after it
+        except ReportError as exc:
+            raise EvalError(str(exc)) from None
     eval_set = _read_samples_file(args.eval_file, "--eval_file")
     try:
         train = load_train_file(args.train_file)
@@ -163,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
                             args.samples_file)
 
     result = score(train.x, train.y, eval_set.embeddings, eval_set.labels,
-                   label_names=eval_set.label_names, progress=not args.no_progress)
+                   label_names=eval_set.label_names, progress=not args.no_progress,
+                   keep_predictions=args.report is not None)
 
     width = max(len("class"), *map(len, result.label_names))
     print(f"train: {len(train.y)} samples, eval: {len(eval_set.ids)} samples, "
@@ -190,7 +207,41 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_text(args.json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         except OSError as exc:
             raise EvalError(f"cannot write {args.json}: {exc}") from None
+    if args.report is not None:
+        _write_report(args, result, train, eval_set)
     return EXIT_OK
+
+
+def _write_report(args: argparse.Namespace, result, train: TrainSet, eval_set: SampleSet) -> None:
+    from eval.report import ReportError, ReportInputs, write_report
+
+    algorithm = ""
+    try:
+        with np.load(args.train_file, allow_pickle=False) as npz:
+            if "algorithm" in npz.files:
+                algorithm = str(npz["algorithm"])
+    except (OSError, ValueError):
+        pass
+    meta = eval_set.metadata
+    facts = [
+        ("eval file", f"{args.eval_file} ({len(eval_set.ids)} clips)"),
+        ("train file", f"{args.train_file} ({len(train.y)} clips)"),
+        ("selection algorithm", algorithm or "not recorded"),
+        ("language", meta.language or "not recorded"),
+        ("embedding", f"{train.x.shape[1]}-d, backend {meta.backend or train.backend or '?'}, "
+                      f"model {meta.model_id or train.model_id or '?'}"),
+        ("pool verified", "yes (--samples_file)" if args.samples_file else "no"),
+    ]
+    inputs = ReportInputs(
+        result=result, label_names=eval_set.label_names, train_x=train.x, train_y=train.y,
+        train_ids=train.ids, eval_x=eval_set.embeddings, eval_y=eval_set.labels,
+        eval_keywords=eval_set.keywords,
+        title=f"{args.train_file} scored on {args.eval_file}", facts=facts)
+    try:
+        path = write_report(args.report, inputs, args.report_projection)
+    except ReportError as exc:
+        raise EvalError(str(exc)) from None
+    print(f"report: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ over the seeds. Classes: nontarget = 0, sorted target keywords = 1..K.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from sklearn.ensemble import VotingClassifier
@@ -43,6 +43,11 @@ class ScoreResult:
         per_class_f1: ``{label name: F1}``, each the mean over the seeds.
         label_names: class names, index = class id.
         train_counts / eval_counts: ``{label name: number of samples}``.
+        confusion: [C][C] eval clip counts summed over the seeds, rows = true class id,
+            columns = predicted class id.
+        predictions: np.ndarray [shape=(S, E)] int64, each seed's predicted class per
+            eval clip, or None (only with ``score(..., keep_predictions=True)``; not in
+            :meth:`to_dict`).
     """
 
     score: float
@@ -51,10 +56,13 @@ class ScoreResult:
     label_names: list[str]
     train_counts: dict[str, int]
     eval_counts: dict[str, int]
+    confusion: list[list[int]] = field(default_factory=list)
+    predictions: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict (seed keys become strings)."""
-        result = asdict(self)
+        """JSON-ready dict (seed keys become strings; predictions left out)."""
+        result = asdict(replace(self, predictions=None))  # no deep copy of [S, E]
+        del result["predictions"]
         result["per_seed"] = {str(seed): value for seed, value in self.per_seed.items()}
         return result
 
@@ -67,6 +75,7 @@ def score(
     label_names: list[str] | None = None,
     seeds: tuple[int, ...] = DATAPERF_SEEDS,
     progress: bool = False,
+    keep_predictions: bool = False,
 ) -> ScoreResult:
     """Score a training set with DataPerf's protocol.
 
@@ -78,6 +87,7 @@ def score(
         label_names: name of each class id; default ``["0", "1", ...]`` up to the largest id.
         seeds: the classifier seeds to average over (DataPerf's by default).
         progress: show a progress bar over the seeds (on stderr).
+        keep_predictions: also return every seed's predictions (for reports).
 
     Returns:
         ScoreResult.
@@ -106,7 +116,10 @@ def score(
 
     per_seed: dict[int, float] = {}
     per_class = np.zeros((len(seeds), len(label_names)))
-    for i, seed in enumerate(tqdm(seeds, desc="scoring seeds", unit="seed", disable=not progress)):
+    n_names = len(label_names)
+    confusion = np.zeros((n_names, n_names), dtype=np.int64)
+    all_predictions = np.zeros((len(seeds), len(eval_y)), dtype=np.int64)
+    for i, seed in enumerate(tqdm(seeds, desc="scoring seeds", unit="seed", disable=None if progress else True)):
         model = make_classifier(seed)
         with warnings.catch_warnings():
             # The protocol is SVC(probability=True), deprecated in scikit-learn 1.9;
@@ -114,7 +127,9 @@ def score(
             warnings.filterwarnings("ignore", message=".*`probability` parameter was deprecated",
                                     category=FutureWarning)
             model.fit(train_x, train_y)
-        predicted = model.predict(eval_x)
+        predicted = np.asarray(model.predict(eval_x), dtype=np.int64)
+        all_predictions[i] = predicted
+        np.add.at(confusion, (eval_y, predicted), 1)
         with warnings.catch_warnings():
             # A class never predicted has F1 0, which is what the protocol counts.
             warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -133,4 +148,6 @@ def score(
         label_names=label_names,
         train_counts=counts(train_y),
         eval_counts=counts(eval_y),
+        confusion=confusion.tolist(),
+        predictions=all_predictions if keep_predictions else None,
     )

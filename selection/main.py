@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "leaderboards use 25 and 60)")
     parser.add_argument("--algorithm", choices=implementations.available(), default=None,
                         help="run a registered algorithm instead of select()'s default "
-                        f"({implementations.DEFAULT_ALGORITHM!r}: DataPerf's nested "
-                        "cross-validation baseline; 'random': class-balanced random)")
+                        f"({implementations.DEFAULT_ALGORITHM!r}: typical-but-diverse picks "
+                        "with budgets tuned by simulating DataPerf on the pool; 'crossval': "
+                        "DataPerf's nested cross-validation baseline; 'random': "
+                        "class-balanced random)")
     parser.add_argument("--seed", default=0, type=int,
                         help="random seed passed to the algorithm (default 0)")
     return parser
@@ -65,10 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.train_size < 1:
         return _fail(f"--train_size must be at least 1, got {args.train_size}", EXIT_BAD_INPUT)
-    if not args.input_samples.is_file():
-        return _fail(f"{args.input_samples}: no such file (--input_samples)", EXIT_BAD_INPUT)
+    # read_samples also takes a directory, a glob or a sharded name (samples-*-of-*.pb),
+    # so existence is its call, not a plain is_file() check here.
     try:
         sample_set = read_samples(args.input_samples)
+    except FileNotFoundError as exc:
+        return _fail(f"{exc} (--input_samples)", EXIT_BAD_INPUT)
     except (SamplesFormatError, OSError) as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     if sample_set.metadata.role == "eval":

@@ -46,7 +46,9 @@ def select(pool: Pool, algorithm: str = implementations.DEFAULT_ALGORITHM) -> di
     Raises:
         SelectionError: the pool cannot support a selection (too small, ...).
 
-    Default: ``selection.implementations.DEFAULT_ALGORITHM`` ("crossval", DataPerf's
-    nested cross-validation baseline); "random" draws a class-balanced random subset.
+    Default: ``selection.implementations.DEFAULT_ALGORITHM`` ("tuned": typical-but-diverse
+    picks per class, label-noise filtering, and class budgets chosen by simulating
+    DataPerf's protocol on the pool). "crossval" is DataPerf's nested cross-validation
+    baseline; "random" draws a class-balanced random subset.
     """
     return implementations.get(algorithm)(pool)

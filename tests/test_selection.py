@@ -75,14 +75,15 @@ def test_cli_writes_train_npz_as_the_seed_readme_says(tmp_path, samples_path, po
 
 
 def test_default_algorithm_runs_and_is_documented(tmp_path, samples_path, pool_set):
-    """The default (DataPerf's crossval baseline) end to end, on a budget of 25."""
+    """The default ("tuned") end to end, on a budget of 25: all of it spent, every class."""
     result = run_cli("--input_samples", str(samples_path), "--outdir", str(tmp_path),
                      "--train_size", "25")
     assert result.returncode == 0, result.stderr
     train = load_train(tmp_path / "train.npz")
     assert_genuine_subset(train, pool_set, cap=25)
-    # 60% of the budget to targets: int(25 * 0.6) = 15, the other 10 nontargets.
-    assert (train["train_y"] > 0).sum() == 15 and (train["train_y"] == 0).sum() == 10
+    assert len(train["train_ids"]) == 25
+    assert set(train["train_y"].tolist()) == {0, 1, 2, 3}
+    assert str(train["algorithm"]) == "select()"
     help_text = run_cli("--help").stdout
     assert implementations.DEFAULT_ALGORITHM in help_text and "exit codes" in help_text
 
@@ -222,10 +223,10 @@ def test_pool_is_read_only(pool):
 
 
 def test_registry():
-    assert implementations.available() == ["crossval", "random"]
-    assert implementations.DEFAULT_ALGORITHM in implementations.available()
+    assert implementations.available() == ["crossval", "random", "tuned"]
+    assert implementations.DEFAULT_ALGORITHM == "tuned"
     assert implementations.get("random") is random_balanced.select
-    with pytest.raises(KeyError, match="available: crossval, random"):
+    with pytest.raises(KeyError, match="available: crossval, random, tuned"):
         implementations.get("nope")
 
 

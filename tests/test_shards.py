@@ -136,3 +136,22 @@ def test_a_set_past_the_limit_is_refused_with_a_pointer_to_shards():
                      embeddings=np.broadcast_to(np.zeros(1024, np.float32), (n, 1024)))
     with pytest.raises(SamplesFormatError, match="over 2 GiB, where protobuf stops: write shards"):
         serialize_samples(huge)
+
+
+def test_selection_and_eval_clis_accept_a_sharded_pool(tmp_path):
+    """A sharded pool is one dataset for the seed commands too, not only for read_samples."""
+    import subprocess
+    import sys
+
+    from protos import write_sharded_samples
+    from protos.synthetic import random_sample_set
+
+    pool = random_sample_set(96, dim=8, seed=3)
+    write_sharded_samples(tmp_path, "samples", pool, num_shards=3)
+    assert not (tmp_path / "samples.pb").exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "selection.main", "--input_samples", str(tmp_path / "samples.pb"),
+         "--outdir", str(tmp_path), "--train_size", "10", "--algorithm", "random"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "train.npz").exists()

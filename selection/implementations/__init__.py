@@ -14,11 +14,13 @@ from typing import Callable
 ALGORITHMS: dict[str, str] = {
     "random": "selection.implementations.random_balanced:select",
     "crossval": "selection.implementations.crossval:select",
+    "tuned": "selection.implementations.tuned:select",
 }
 
-#: Used when ``--algorithm`` is not given. DataPerf's own baseline until a stronger
-#: algorithm lands.
-DEFAULT_ALGORITHM = "crossval"
+#: Used when ``--algorithm`` is not given: typical-but-diverse picks with budgets tuned
+#: by simulating DataPerf's protocol on the pool (see ``tuned.py`` and docs/SELECTION.md).
+#: "random" and "crossval" (DataPerf's baselines) stay selectable.
+DEFAULT_ALGORITHM = "tuned"
 
 
 def available() -> list[str]:

@@ -86,7 +86,7 @@ def select(pool: Pool, n_splits: int | None = None) -> dict[str, list[str]]:
     best_score, best_rows = -1.0, None
     pairs = list(itertools.product(target_splits, nontarget_splits))
     for (t_train, t_held), (n_train, n_held) in tqdm(
-            pairs, desc="crossval subsets", unit="fit", disable=len(pairs) == 1):
+            pairs, desc="crossval subsets", unit="fit", disable=True if len(pairs) == 1 else None):
         train_rows = np.concatenate([target_rows[t_train], nontarget_rows[n_train]])
         held_rows = np.concatenate([target_rows[t_held], nontarget_rows[n_held]])
         if len(pairs) == 1 or len(held_rows) == 0:

@@ -1,0 +1,609 @@
+"""``tuned``: typical-but-diverse picks, with budgets chosen by simulating DataPerf on the pool.
+
+The default selection algorithm. Three ideas:
+
+1. **Typical-but-diverse picks** (after TypiClust): to take ``m`` clips of a class,
+   cluster the class into ``m`` groups (k-means) and keep, in each group, the clip in
+   the densest neighbourhood (highest *typicality*, the inverse mean distance to its
+   nearest same-class neighbours). A few clips then stand for the whole class, and
+   none of them is an outlier. Distances are measured in a PCA projection of the raw
+   vectors: the fixed classifier (an RBF SVC with ``gamma="scale"`` and a
+   LogisticRegression) sees raw vectors, so their Euclidean geometry is what matters.
+2. **Label-noise filtering**: a target clip most of whose nearest pool neighbours carry
+   another label is likely mis-cut or mislabelled; such clips are not candidates
+   (unless filtering would leave a class with too few).
+3. **Budgets by simulation**: how much of the budget goes to nontargets, and how
+   nontargets are picked (covering their distribution, one per word over many words,
+   or words close to the targets), depend on the embedding and the task. So the pool
+   is split the way DataPerf splits a corpus: target clips half into a pseudo-pool,
+   half into a pseudo-eval set; nontarget *words* partly held out entirely ("unknown"
+   words), partly split by clip ("known" words). Every candidate configuration selects
+   from the pseudo-pool with the same budget, DataPerf's classifier is trained on the
+   pick and scored (macro F1) on the pseudo-eval set, weighted so its class mix matches
+   the real eval.pb's expected mix (estimated from the pool's protocol parameters).
+   The configuration with the best mean over a few splits is then applied to the
+   whole pool. eval.pb is never read.
+
+Deterministic for a given ``pool.seed``. Cost on 2 cores: a few seconds for a pool of
+a few thousand clips, well under a minute for 20,000 clips of 1,024 dims.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import sys
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
+from sklearn.metrics import f1_score
+from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from selection.implementations.crossval import _classifier
+from selection.pool import Pool, SelectionError
+
+#: Dimensions kept by the PCA projection used for distances (not for training).
+PCA_DIMS = 48
+#: Neighbours used for typicality and for the label-agreement filter.
+NEIGHBOURS = 10
+#: A target clip is dropped as probable label noise when fewer than this fraction of
+#: its pool neighbours share its label.
+MIN_LABEL_AGREEMENT = 0.3
+#: Nontarget shares of the budget tried by the simulation.
+NONTARGET_FRACTIONS: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7)
+#: Target pickers: "typical" (TypiClust), "central" (nearest the class mean), "core"
+#: (TypiClust among the half of the class nearest its mean).
+TARGET_PICKERS: tuple[str, ...] = ("typical", "central", "core")
+#: Share of a class, nearest its mean, that the "core" picker chooses from.
+CORE_SHARE = 0.5
+#: Nontarget pickers: "cover" (TypiClust over all nontargets), "words" (many words,
+#: one typical clip each), "near" (words closest to the targets first; available, not
+#: searched by default: it lost to the other two on development pools).
+NONTARGET_PICKERS: tuple[str, ...] = ("words", "cover")
+#: Pool splits the simulation averages over.
+N_REPEATS = 3
+#: Held-out nontarget clips scored per split (a uniform draw, weighted, above it).
+MAX_PSEUDO_EVAL = 3000
+#: Expected DEV+TEST : TRAIN ratio of target clips (MSWC's splits are 80/10/10).
+TARGET_EVAL_RATIO = 0.25
+#: DataPerf's protocol (known words, unknown words, clips per word), assumed when the
+#: pool does not record its own (e.g. files imported from DataPerf's layout).
+DATAPERF_PROTOCOL = (100, 100, 200)
+#: Pools smaller than this per class are not simulated (too little to split).
+MIN_SIMULATION_CLIPS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One candidate way of spending the budget.
+
+    Attributes:
+        nontarget_fraction: share of the budget given to nontarget clips.
+        target_picker: one of :data:`TARGET_PICKERS`.
+        nontarget_picker: one of :data:`NONTARGET_PICKERS`.
+    """
+
+    nontarget_fraction: float
+    target_picker: str
+    nontarget_picker: str
+
+    def describe(self) -> str:
+        return (f"nontarget share {self.nontarget_fraction:.0%}, targets {self.target_picker}, "
+                f"nontargets {self.nontarget_picker}")
+
+
+DEFAULT_CONFIG = Config(0.6, "core", "words")
+
+
+def _rng(seed: int, purpose: str) -> np.random.Generator:
+    digest = hashlib.sha256(f"{seed}\0{purpose}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+# ------------------------------------------------------------------------- geometry
+
+
+def project(embeddings: np.ndarray, seed: int, dims: int = PCA_DIMS,
+            max_fit_rows: int = 5000) -> np.ndarray:
+    """PCA projection of raw (centred, unscaled) vectors, for distances only.
+
+    Args:
+        embeddings : np.ndarray [shape=(N, D)] float32.
+        seed: seeds the row subsample the components are fitted on.
+        dims: components kept (capped by N and D).
+        max_fit_rows: fit on at most this many rows (enough for the top components).
+
+    Returns:
+        np.ndarray [shape=(N, min(dims, N, D))] float32.
+    """
+    x = np.asarray(embeddings, dtype=np.float32)
+    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    fit_rows = x
+    if len(x) > max_fit_rows:
+        fit_rows = x[np.sort(_rng(seed, "pca").choice(len(x), max_fit_rows, replace=False))]
+    k = max(1, min(dims, fit_rows.shape[0], fit_rows.shape[1]))
+    # Thin SVD of the (subsampled) centred matrix: exact, and fast at these sizes.
+    _, _, vt = np.linalg.svd(fit_rows - mean, full_matrices=False)
+    return (x - mean) @ vt[:k].T
+
+
+def typicality(z: np.ndarray, groups: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """Inverse mean distance of each row to its ``k`` nearest rows of the same group.
+
+    Args:
+        z : np.ndarray [shape=(N, d)] float32. Projected vectors.
+        groups : np.ndarray [shape=(N,)]. Group of each row (class, or word).
+
+    Returns:
+        np.ndarray [shape=(N,)] float64; higher = denser neighbourhood. A row alone
+        in its group gets 0.
+    """
+    out = np.zeros(len(z))
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        if len(rows) < 2:
+            continue
+        kk = min(k, len(rows) - 1)
+        dist, _ = NearestNeighbors(n_neighbors=kk + 1).fit(z[rows]).kneighbors(z[rows])
+        out[rows] = 1.0 / (dist[:, 1:].mean(axis=1) + 1e-9)
+    return out
+
+
+def label_agreement(z: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+                    k: int = NEIGHBOURS) -> np.ndarray:
+    """Fraction of each row's ``k`` nearest pool neighbours (itself excluded) sharing its label.
+
+    Args:
+        z : np.ndarray [shape=(N, d)]. Projected pool vectors.
+        labels : np.ndarray [shape=(N,)] int. Class ids.
+        rows : np.ndarray [shape=(R,)] int. The rows to score.
+
+    Returns:
+        np.ndarray [shape=(R,)] float64 in [0, 1].
+    """
+    if len(rows) == 0 or len(z) < 2:
+        return np.ones(len(rows))
+    kk = min(k, len(z) - 1)
+    _, idx = NearestNeighbors(n_neighbors=kk + 1).fit(z).kneighbors(z[rows])
+    neighbours = idx[:, 1:]
+    return (labels[neighbours] == labels[rows][:, None]).mean(axis=1)
+
+
+# -------------------------------------------------------------------------- pickers
+
+
+def _kmeans_labels(z: np.ndarray, m: int, seed: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        # Duplicate points can leave fewer distinct clusters than asked: harmless here.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters=m, n_init=3, random_state=seed).fit_predict(z)
+
+
+def pick_typical(z: np.ndarray, typ: np.ndarray, rows: np.ndarray, m: int, seed: int) -> np.ndarray:
+    """TypiClust: ``m`` k-means clusters of ``rows``, the most typical row of each.
+
+    Args:
+        z : np.ndarray [shape=(N, d)]. Projected pool vectors.
+        typ : np.ndarray [shape=(N,)]. Typicality of every pool row.
+        rows : np.ndarray [shape=(R,)] int. Candidate rows.
+        m: how many to pick.
+
+    Returns:
+        np.ndarray [shape=(min(m, R),)] int64, distinct rows, most typical first.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if m >= len(rows):
+        return rows[np.argsort(-typ[rows], kind="stable")]
+    if m <= 0:
+        return np.zeros(0, dtype=np.int64)
+    clusters = _kmeans_labels(z[rows], m, seed)
+    picked = []
+    for c in range(m):
+        members = rows[clusters == c]
+        if len(members):
+            picked.append(members[np.argmax(typ[members])])
+    picked = np.asarray(picked, dtype=np.int64)
+    if len(picked) < m:  # empty clusters: top up with the most typical rows left
+        rest = np.setdiff1d(rows, picked)
+        picked = np.concatenate([picked, rest[np.argsort(-typ[rest], kind="stable")][:m - len(picked)]])
+    return picked[np.argsort(-typ[picked], kind="stable")]
+
+
+def pick_central(z: np.ndarray, typ: np.ndarray, rows: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` rows nearest the mean of ``rows`` (ties: more typical first)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if m >= len(rows):
+        return rows
+    centre = z[rows].mean(axis=0)
+    dist = np.linalg.norm(z[rows] - centre, axis=1)
+    order = np.lexsort((-typ[rows], dist))
+    return rows[order[:max(m, 0)]]
+
+
+def _round_robin_words(word_order: Sequence[str], clips_by_word: dict[str, np.ndarray], m: int) -> np.ndarray:
+    """Take clips from words in ``word_order``, one per word per round, until ``m``."""
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < m:
+        progressed = False
+        for word in word_order:
+            clips = clips_by_word[word]
+            if depth < len(clips):
+                picked.append(int(clips[depth]))
+                progressed = True
+                if len(picked) == m:
+                    break
+        if not progressed:
+            break
+        depth += 1
+    return np.asarray(picked, dtype=np.int64)
+
+
+def pick_nontargets(method: str, z: np.ndarray, typ: np.ndarray, rows: np.ndarray,
+                    words: np.ndarray, target_centres: np.ndarray, m: int, seed: int) -> np.ndarray:
+    """Choose ``m`` nontarget rows.
+
+    Args:
+        method: "cover", "words" or "near" (see :data:`NONTARGET_PICKERS`).
+        z : np.ndarray [shape=(N, d)]. Projected pool vectors.
+        typ : np.ndarray [shape=(N,)]. Typicality of each row within its word.
+        rows : np.ndarray [shape=(R,)] int. Nontarget candidate rows.
+        words : np.ndarray [shape=(N,)] str. Word of each pool row ("" if unknown).
+        target_centres : np.ndarray [shape=(K, d)]. Mean projected vector per target.
+        m: how many to pick.
+
+    Returns:
+        np.ndarray [shape=(min(m, R),)] int64.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if m <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if m >= len(rows):
+        return rows
+    if method == "cover" or len(np.unique(words[rows])) < 2:
+        return pick_typical(z, typ, rows, m, seed)
+    vocab = sorted(set(words[rows].tolist()))
+    # Within each word, most typical clip first.
+    clips_by_word = {}
+    for word in vocab:
+        members = rows[words[rows] == word]
+        clips_by_word[word] = members[np.argsort(-typ[members], kind="stable")]
+    centres = np.stack([z[clips_by_word[w]].mean(axis=0) for w in vocab])
+    if method == "near":
+        # Words that sound like a target are where the classifier errs: take them first.
+        d = np.linalg.norm(centres[:, None, :] - target_centres[None, :, :], axis=2).min(axis=1)
+        order = [vocab[i] for i in np.argsort(d, kind="stable")]
+    elif method == "words":
+        if m < len(vocab):
+            # Spread the words: one word per k-means cluster of the word centres.
+            clusters = _kmeans_labels(centres, m, seed)
+            counts = np.array([len(clips_by_word[w]) for w in vocab])
+            order = []
+            for c in range(m):
+                members = np.flatnonzero(clusters == c)
+                if len(members):
+                    # The most central word of the cluster stands for it.
+                    mid = centres[members].mean(axis=0)
+                    best = members[np.lexsort((-counts[members],
+                                               np.linalg.norm(centres[members] - mid, axis=1)))[0]]
+                    order.append(vocab[best])
+            order += [w for w in vocab if w not in set(order)]
+        else:
+            order = vocab
+    else:
+        raise ValueError(f"unknown nontarget picker {method!r}")
+    return _round_robin_words(order, clips_by_word, m)
+
+
+# -------------------------------------------------------------------------- budgets
+
+
+def split_budget(budget: int, class_sizes: np.ndarray, nontarget_fraction: float) -> np.ndarray:
+    """Clips per class id: ``nontarget_fraction`` of the budget to class 0, the rest shared
+    evenly among the targets; every class with clips gets at least one when affordable.
+
+    Args:
+        budget: total clips.
+        class_sizes : np.ndarray [shape=(C,)] int. Pool clips per class id (0 = nontarget).
+        nontarget_fraction: in [0, 1].
+
+    Returns:
+        np.ndarray [shape=(C,)] int64, each <= its class size, summing to
+        ``min(budget, class_sizes.sum())``.
+    """
+    sizes = np.asarray(class_sizes, dtype=np.int64)
+    quota = np.zeros_like(sizes)
+    budget = min(int(budget), int(sizes.sum()))
+    present = np.flatnonzero(sizes > 0)
+    if budget < len(present):
+        # Not enough for one each: nontarget first, then targets in id order.
+        quota[present[:budget]] = 1
+        return quota
+    quota[present] = 1
+    targets = present[present > 0]
+    n_nontarget = int(round(budget * nontarget_fraction))
+    if sizes[0] > 0 and len(targets):
+        quota[0] = min(max(n_nontarget, 1), sizes[0], budget - len(targets))
+    elif sizes[0] > 0:
+        quota[0] = min(budget, sizes[0])
+    remaining = budget - int(quota.sum())
+    # Share the rest evenly among targets with room, then give leftovers back to class 0.
+    while remaining > 0:
+        room = targets[quota[targets] < sizes[targets]]
+        if len(room) == 0:
+            break
+        share = max(remaining // len(room), 1)
+        for c in room:
+            give = min(share, sizes[c] - quota[c], remaining)
+            quota[c] += give
+            remaining -= give
+            if remaining == 0:
+                break
+    if remaining > 0 and sizes[0] > 0:
+        quota[0] += min(remaining, sizes[0] - quota[0])
+    return quota
+
+
+# ------------------------------------------------------------------------ selection
+
+
+@dataclasses.dataclass
+class _View:
+    """What the pickers need about one (pseudo-)pool: rows into the shared arrays."""
+
+    rows: np.ndarray  # int64 rows of the full pool in this view
+    labels: np.ndarray  # class id per full-pool row
+    words: np.ndarray  # word per full-pool row
+    z: np.ndarray  # projection per full-pool row
+    typ: np.ndarray  # typicality (within class for targets, within word for nontargets)
+    candidate: np.ndarray  # bool per full-pool row: passed the label-noise filter
+
+
+def _select_rows(view: _View, config: Config, budget: int, num_classes: int, seed: int,
+                 cache: dict | None = None) -> np.ndarray:
+    """Rows of ``view`` chosen by ``config``; ``cache`` reuses per-class picks across
+    configurations that share them (same class, count and picker)."""
+    cache = {} if cache is None else cache
+    labels = view.labels[view.rows]
+    sizes = np.bincount(labels, minlength=num_classes)
+    quota = split_budget(budget, sizes, config.nontarget_fraction)
+    target_centres = []
+    for c in range(1, num_classes):
+        members = view.rows[labels == c]
+        if len(members):
+            target_centres.append(view.z[members].mean(axis=0))
+    target_centres = (np.stack(target_centres) if target_centres
+                      else np.zeros((0, view.z.shape[1]), dtype=view.z.dtype))
+    chosen = []
+    for c in range(num_classes):
+        if quota[c] == 0:
+            continue
+        picker = config.nontarget_picker if c == 0 else config.target_picker
+        key = (c, int(quota[c]), picker)
+        if key in cache:
+            chosen.append(cache[key])
+            continue
+        members = view.rows[labels == c]
+        clean = members[view.candidate[members]]
+        if len(clean) < quota[c]:  # the filter must not starve a class
+            clean = members
+        if c == 0:
+            if len(target_centres) == 0:
+                picked = pick_typical(view.z, view.typ, clean, int(quota[c]), seed)
+            else:
+                picked = pick_nontargets(config.nontarget_picker, view.z, view.typ, clean,
+                                         view.words, target_centres, int(quota[c]), seed)
+        elif config.target_picker == "central":
+            picked = pick_central(view.z, view.typ, clean, int(quota[c]))
+        elif config.target_picker == "core":
+            core = pick_central(view.z, view.typ, clean,
+                                max(int(quota[c]), int(np.ceil(CORE_SHARE * len(clean)))))
+            picked = pick_typical(view.z, view.typ, core, int(quota[c]), seed + c)
+        else:
+            picked = pick_typical(view.z, view.typ, clean, int(quota[c]), seed + c)
+        cache[key] = picked
+        chosen.append(picked)
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _expected_eval_mix(pool: Pool) -> tuple[float, float]:
+    """Expected eval.pb nontarget clips from known words, and from unknown words,
+    per pool nontarget clip. From the protocol parameters the builder records in the
+    pool's metadata; DataPerf's defaults (as many unknown as known words) otherwise."""
+    params = pool.metadata.params
+    try:
+        known = int(params["known_words"])
+        unknown = int(params["unknown_words"])
+        per_word = int(params["clips_per_word"])
+    except (KeyError, ValueError):
+        known, unknown, per_word = DATAPERF_PROTOCOL
+    if known <= 0 or per_word < 2:
+        known, unknown, per_word = DATAPERF_PROTOCOL
+    in_pool = per_word // 2
+    return (per_word - in_pool) / in_pool, unknown * per_word / (known * in_pool)
+
+
+def _pseudo_splits(pool: Pool, seed: int, n_repeats: int):
+    """Yield (pseudo-pool rows, pseudo-eval rows, pseudo-eval weights) per repeat."""
+    labels, words = pool.labels, pool.keywords
+    known_mix, unknown_mix = _expected_eval_mix(pool)
+    nontarget_rows = np.flatnonzero(labels == 0)
+    vocab = np.unique(words[nontarget_rows])
+    by_word = len(vocab) >= 4 and not (len(vocab) == 1 and vocab[0] == "")
+    n_pool_nontarget = len(nontarget_rows)
+    for r in range(n_repeats):
+        rng = _rng(seed, f"pseudo-split-{r}")
+        train, held, weight = [], [], []
+        for c in range(1, pool.num_classes):
+            rows = rng.permutation(np.flatnonzero(labels == c))
+            half = len(rows) // 2
+            train.append(rows[:half])
+            held.append(rows[half:])
+            # A held-out target clip stands for TARGET_EVAL_RATIO real eval clips per
+            # pool clip of its class.
+            weight.append(np.full(len(rows) - half, TARGET_EVAL_RATIO * len(rows) / max(len(rows) - half, 1)))
+        if by_word:
+            shuffled = rng.permutation(vocab)
+            n_unknown = max(1, len(vocab) // 3)
+            unknown_words = set(shuffled[:n_unknown].tolist())
+            is_unknown = np.isin(words[nontarget_rows], list(unknown_words))
+            unknown_rows = nontarget_rows[is_unknown]
+            known_rows = rng.permutation(nontarget_rows[~is_unknown])
+        else:
+            unknown_rows = np.zeros(0, dtype=np.int64)
+            known_rows = rng.permutation(nontarget_rows)
+        half = len(known_rows) // 2
+        train.append(known_rows[:half])
+        # Scoring every held-out nontarget is slow and adds little: a uniform draw per
+        # group, weighted up below, keeps the estimate unbiased.
+        cap = MAX_PSEUDO_EVAL // 2
+        held_known = known_rows[half:]
+        if len(held_known) > cap:
+            held_known = np.sort(rng.choice(held_known, cap, replace=False))
+        if len(unknown_rows) > cap:
+            unknown_rows = np.sort(rng.choice(unknown_rows, cap, replace=False))
+        # Weights make the held-out nontargets weigh what the real eval.pb's would,
+        # relative to the targets: known-word and unknown-word clips separately.
+        real_known = known_mix * n_pool_nontarget
+        real_unknown = unknown_mix * n_pool_nontarget
+        if len(unknown_rows) == 0:
+            real_known += real_unknown
+        held.append(held_known)
+        weight.append(np.full(len(held_known), real_known / max(len(held_known), 1)))
+        if len(unknown_rows):
+            held.append(unknown_rows)
+            weight.append(np.full(len(unknown_rows), real_unknown / len(unknown_rows)))
+        train_rows = np.sort(np.concatenate(train))
+        held_rows = np.concatenate(held)
+        held_weight = np.concatenate(weight)
+        yield train_rows, held_rows, held_weight
+
+
+def _fit_score(x_train, y_train, x_eval, y_eval, w_eval, num_classes: int, seed: int) -> float:
+    if len(np.unique(y_train)) < 2:
+        return 0.0
+    model = _classifier(seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*`probability` parameter was deprecated",
+                                category=FutureWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train, y_train)
+    predicted = model.predict(x_eval)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return float(f1_score(y_eval, predicted, average="macro", sample_weight=w_eval,
+                              labels=np.unique(y_eval), zero_division=0))
+
+
+def candidate_configs() -> list[Config]:
+    """Every configuration the simulation compares, :data:`DEFAULT_CONFIG` first."""
+    grid = [Config(f, t, n) for f, t, n in itertools.product(
+        NONTARGET_FRACTIONS, TARGET_PICKERS, NONTARGET_PICKERS)]
+    return [DEFAULT_CONFIG, *[c for c in grid if c != DEFAULT_CONFIG]]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Pool-wide quantities computed once: projection, typicality, noise filter."""
+
+    z: np.ndarray
+    typ: np.ndarray
+    candidate: np.ndarray
+
+
+def prepare(pool: Pool) -> Prepared:
+    """Project the pool, score typicality and the label-agreement filter.
+
+    Returns:
+        Prepared with ``z`` [N, d] float32, ``typ`` [N] float64 (targets within their
+        class, nontargets within their word), ``candidate`` [N] bool.
+    """
+    z = project(pool.embeddings, pool.seed)
+    labels = pool.labels
+    # Targets: typical of their class; nontargets: of their own word (the nontarget
+    # class is many words). Group ids: class id for targets, K + 1 + word index otherwise.
+    _, word_index = np.unique(pool.keywords, return_inverse=True)
+    groups = np.where(labels > 0, labels, pool.num_classes + word_index)
+    typ = typicality(z, groups)
+    candidate = np.ones(len(labels), dtype=bool)
+    target_rows = np.flatnonzero(labels > 0)
+    agreement = label_agreement(z, labels, target_rows)
+    candidate[target_rows] = agreement >= MIN_LABEL_AGREEMENT
+    return Prepared(z=z, typ=typ, candidate=candidate)
+
+
+def choose_config(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = None,
+                  n_repeats: int = N_REPEATS, show_progress: bool = False
+                  ) -> tuple[Config, dict[Config, float]]:
+    """Simulate DataPerf on splits of the pool; the best configuration and every mean score.
+
+    Ties keep the earlier configuration (:data:`DEFAULT_CONFIG` comes first).
+    """
+    configs = list(configs or candidate_configs())
+    sizes = pool.class_sizes()
+    present = sizes > 0
+    if (sizes[present] < MIN_SIMULATION_CLIPS).any() or present.sum() < 2 or len(configs) == 1:
+        return configs[0], {}
+    totals = {c: 0.0 for c in configs}
+    x = pool.embeddings
+    progress = tqdm(total=n_repeats * len(configs), desc="tuned: simulating DataPerf",
+                    unit="fit", disable=None if show_progress else True)
+    for r, (train_rows, held_rows, held_weight) in enumerate(
+            _pseudo_splits(pool, pool.seed, n_repeats)):
+        view = _View(train_rows, pool.labels, pool.keywords, prepared.z, prepared.typ,
+                     prepared.candidate)
+        x_eval, y_eval = x[held_rows], pool.labels[held_rows]
+        picks: dict[tuple, np.ndarray] = {}
+        scores: dict[tuple, float] = {}
+        for config in configs:
+            rows = _select_rows(view, config, pool.train_size, pool.num_classes, pool.seed + r,
+                                picks)
+            key = tuple(np.sort(rows).tolist())
+            if key not in scores:
+                scores[key] = _fit_score(x[rows], pool.labels[rows], x_eval, y_eval, held_weight,
+                                         pool.num_classes, pool.seed + r)
+            totals[config] += scores[key] / n_repeats
+            progress.update()
+    progress.close()
+    best = max(configs, key=lambda c: (totals[c], -configs.index(c)))
+    return best, totals
+
+
+def select(pool: Pool, config: Config | None = None, n_repeats: int = N_REPEATS,
+           verbose: bool = True) -> dict[str, list[str]]:
+    """The default selection (see the module docstring).
+
+    Args:
+        pool: the pool (``pool.train_size`` budget, ``pool.seed``).
+        config: skip the simulation and use this configuration.
+        n_repeats: pool splits the simulation averages over.
+        verbose: a progress bar and the chosen configuration on stderr.
+
+    Raises:
+        SelectionError: the pool is empty.
+    """
+    if len(pool.ids) == 0:
+        raise SelectionError("tuned: the pool is empty")
+    if pool.train_size >= len(pool.ids):
+        return pool.selection_from_indices(np.arange(len(pool.ids)))
+    # One BLAS/OpenMP thread: hundreds of tiny fits gain nothing from threads and
+    # oversubscribe a shared machine.
+    with threadpool_limits(1):
+        prepared = prepare(pool)
+        if config is None:
+            config, totals = choose_config(pool, prepared, n_repeats=n_repeats,
+                                           show_progress=verbose)
+            if verbose and totals:
+                print(f"tuned: {config.describe()} (simulated macro F1 {totals[config]:.4f}, "
+                      f"{len(totals)} configurations x {n_repeats} pool splits)",
+                      file=sys.stderr)
+        view = _View(np.arange(len(pool.ids)), pool.labels, pool.keywords, prepared.z,
+                     prepared.typ, prepared.candidate)
+        rows = _select_rows(view, config, pool.train_size, pool.num_classes, pool.seed)
+    return pool.selection_from_indices(rows)

@@ -1,0 +1,180 @@
+"""The default selection algorithm ("tuned"): budget, coverage, determinism, quality."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from eval.scoring import score
+from protos import NONTARGET, TARGET, DatasetMetadata, SampleSet
+from protos.synthetic import random_sample_set
+from selection import implementations
+from selection.implementations import random_balanced, tuned
+from selection.pool import Pool, validate_selection
+
+TARGETS = ("alpha", "beta", "gamma", "delta")
+
+
+def protocol_pair(seed: int, dim: int = 24, noise_share: float = 0.0):
+    """A small DataPerf-shaped task: 4 keywords (40 pool clips each), 10 known nontarget
+    words (12 pool clips each) and 6 unknown ones (eval only); words are Gaussian
+    clusters, voices add a shared offset. ``noise_share`` of each keyword's pool clips
+    carry a vector of another word (mislabelled clips)."""
+    rng = np.random.default_rng(seed)
+    known = [f"k{i}" for i in range(10)]
+    unknown = [f"u{i}" for i in range(6)]
+    words = [*TARGETS, *known, *unknown]
+    centres = {w: rng.standard_normal(dim) * 1.2 for w in words}
+    voices = rng.standard_normal((6, dim)) * 0.5
+
+    def clips(word, n):
+        return centres[word] + voices[rng.integers(6, size=n)] + rng.standard_normal((n, dim))
+
+    def build(parts, role):
+        ids, types, kws, vecs = [], [], [], []
+        for word, vectors in parts:
+            for i, v in enumerate(vectors):
+                ids.append(f"{word}/{role}{i:04d}.opus")
+                types.append(TARGET if word in TARGETS else NONTARGET)
+                kws.append(word)
+                vecs.append(v)
+        meta = DatasetMetadata(language="xx", target_keywords=sorted(TARGETS), backend="test",
+                               model_id="test-1", role=role,
+                               params={"known_words": "10", "unknown_words": "6",
+                                       "clips_per_word": "24"})
+        return SampleSet(ids=ids, sample_types=types, keywords=kws,
+                         embeddings=np.asarray(vecs, dtype=np.float32), metadata=meta)
+
+    pool_parts, eval_parts = [], []
+    for word in TARGETS:
+        vectors = clips(word, 40)
+        n_noisy = int(round(noise_share * 40))
+        for i in range(n_noisy):
+            vectors[i] = clips(known[i % len(known)], 1)[0]
+        pool_parts.append((word, vectors))
+        eval_parts.append((word, clips(word, 10)))
+    for word in known:
+        pool_parts.append((word, clips(word, 12)))
+        eval_parts.append((word, clips(word, 12)))
+    for word in unknown:
+        eval_parts.append((word, clips(word, 24)))
+    return build(pool_parts, "samples"), build(eval_parts, "eval")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return protocol_pair(3)
+
+
+def run(sample_set: SampleSet, train_size: int, seed: int = 0, **kwargs):
+    pool = Pool.from_sample_set(sample_set, train_size, seed)
+    answer = tuned.select(pool, **kwargs)
+    return pool, answer, validate_selection(answer, pool)
+
+
+def test_is_the_default():
+    assert implementations.DEFAULT_ALGORITHM == "tuned"
+    assert implementations.get("tuned") is tuned.select
+
+
+@pytest.mark.parametrize("train_size", [5, 25, 60])
+def test_spends_the_budget_never_more_and_covers_every_class(pair, train_size):
+    samples, _ = pair
+    pool, _, rows = run(samples, train_size)
+    assert len(rows) == train_size
+    assert len(set(rows.tolist())) == len(rows)
+    counts = np.bincount(pool.labels[rows], minlength=pool.num_classes)
+    assert (counts >= 1).all(), counts
+
+
+def test_budget_smaller_than_the_classes_is_respected(pair):
+    samples, _ = pair
+    pool, _, rows = run(samples, 3)
+    assert len(rows) == 3
+    # Nontarget first, then keywords in class-id order.
+    assert pool.labels[rows].tolist() == [0, 1, 2]
+
+
+def test_is_deterministic_for_a_seed(pair):
+    samples, _ = pair
+    assert run(samples, 25, seed=4)[1] == run(samples, 25, seed=4)[1]
+
+
+def test_budget_above_the_pool_takes_everything(pair):
+    samples, _ = pair
+    _, _, rows = run(samples, len(samples) + 10)
+    assert sorted(rows.tolist()) == list(range(len(samples)))
+
+
+def test_mislabelled_clips_are_not_picked():
+    samples, _ = protocol_pair(5, noise_share=0.1)
+    noisy = {f"{w}/samples{i:04d}.opus" for w in TARGETS for i in range(4)}
+    for train_size in (25, 60):
+        _, answer, _ = run(samples, train_size)
+        picked = {i for ids in answer.values() for i in ids}
+        assert not picked & noisy, sorted(picked & noisy)
+
+
+def test_works_on_a_seed_schema_pool():
+    """No keywords at all (the original two-class files): still a valid selection."""
+    base = random_sample_set(200, dim=8, seed=2)
+    seed_style = SampleSet(ids=base.ids, sample_types=base.sample_types, keywords=None,
+                           embeddings=base.embeddings)
+    pool, _, rows = run(seed_style, 20)
+    assert len(rows) == 20 and set(pool.labels[rows].tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize("sizes, budget, fraction", [
+    ([100, 40, 40, 40], 25, 0.6), ([100, 40, 40, 40], 60, 0.4), ([5, 40, 40], 30, 0.7),
+    ([100, 2, 40], 30, 0.5), ([0, 10, 10], 8, 0.5), ([10, 10, 10], 2, 0.5),
+])
+def test_split_budget(sizes, budget, fraction):
+    quota = tuned.split_budget(budget, np.array(sizes), fraction)
+    sizes = np.array(sizes)
+    assert quota.sum() == min(budget, sizes.sum())
+    assert (quota <= sizes).all()
+    if budget >= (sizes > 0).sum():
+        assert (quota[sizes > 0] >= 1).all()
+    targets = quota[1:][sizes[1:] > quota[1:]]  # targets with room left
+    if len(targets) > 1:
+        assert targets.max() - targets.min() <= 1  # shared evenly
+
+
+def test_expected_eval_mix_follows_the_protocol_parameters(pair):
+    samples, _ = pair
+    pool = Pool.from_sample_set(samples, 25, 0)
+    known, unknown = tuned._expected_eval_mix(pool)
+    # 24 clips per word, 12 in the pool: eval gets 12 more per known word (ratio 1) and
+    # 24 per unknown word: 6 * 24 / (10 * 12) = 1.2 per pool nontarget clip.
+    assert known == pytest.approx(1.0) and unknown == pytest.approx(1.2)
+    # Without recorded parameters (DataPerf's own files): DataPerf's 100 + 100 words of
+    # 200 clips, so 1 known-word and 2 unknown-word eval clips per pool nontarget.
+    bare = samples.subset(np.arange(len(samples)))
+    bare.metadata = dataclasses.replace(bare.metadata, params={})
+    assert tuned._expected_eval_mix(Pool.from_sample_set(bare, 25, 0)) == (
+        pytest.approx(1.0), pytest.approx(2.0))
+
+
+def test_beats_random_on_protocol_shaped_pools():
+    """The point of the default: a better F1 than DataPerf's random baseline, at both
+    leaderboard sizes, on noisy protocol-shaped pools (averaged over two pools)."""
+    gaps = []
+    for seed in (11, 12):
+        samples, eval_set = protocol_pair(seed, noise_share=0.05)
+        for train_size in (25, 60):
+            pool = Pool.from_sample_set(samples, train_size, 0)
+            rows = validate_selection(tuned.select(pool), pool)
+            ours = score(samples.embeddings[rows], pool.labels[rows], eval_set.embeddings,
+                         eval_set.labels, seeds=(5,)).score
+            baseline = []
+            for s in range(3):
+                rpool = Pool.from_sample_set(samples, train_size, s)
+                rrows = validate_selection(random_balanced.select(rpool), rpool)
+                baseline.append(score(samples.embeddings[rrows], pool.labels[rrows],
+                                      eval_set.embeddings, eval_set.labels, seeds=(5,)).score)
+            gaps.append(ours - float(np.mean(baseline)))
+    # Measured when written: +0.20 to +0.29 on these pools.
+    assert np.mean(gaps) > 0.1, gaps
+    assert min(gaps) > 0.0, gaps
