@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     result = _run(build, quiet=False)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
-    rows = []
+    scores: dict[str, dict[int, float]] = {}
     for algorithm in available():
         for size in TRAIN_SIZES:
             run_dir = out / f"{algorithm}-{size}"
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                   "--no_progress"],
                  quiet=not args.verbose)
             score = json.loads((run_dir / "score.json").read_text(encoding="utf-8"))["score"]
-            rows.append((algorithm, size, score))
+            scores.setdefault(algorithm, {})[size] = score
     del result
 
     counts = manifest["counts"]
@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo dataset: {LANG}, keywords {', '.join(manifest['targets'])}; "
           f"samples.pb {sum(counts['samples'].values())} clips, eval.pb {sum(counts['eval'].values())} "
           f"clips; backend {manifest['backend']['name']} ({manifest['backend']['dim']}-d)")
-    print(f"{'algorithm':<12} {'train size':>10} {'macro F1':>9}")
-    for algorithm, size, score in rows:
-        print(f"{algorithm:<12} {size:>10d} {score:>9.4f}")
+    print("macro F1 (DataPerf protocol, mean over 10 seeds), algorithms side by side:")
+    print(f"{'algorithm':<12}" + "".join(f"{'train ' + str(size):>10}" for size in TRAIN_SIZES))
+    for algorithm, by_size in scores.items():
+        print(f"{algorithm:<12}" + "".join(f"{by_size[size]:>10.4f}" for size in TRAIN_SIZES))
     print(f"(outputs in {out}; {time.perf_counter() - start:.0f} s)")
     return 0
 

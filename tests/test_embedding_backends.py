@@ -1,0 +1,87 @@
+"""Backend registry, the openWakeWord backend, and the architecture's interface."""
+
+import numpy as np
+import pytest
+
+import embedding_model
+from embedding_model import BackendUnavailable, get_backend, list_backends, register_backend
+
+
+def _speechlike(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(16000) / 16000
+    clips = []
+    for _ in range(n):
+        f0 = rng.uniform(90, 250)
+        y = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 10))
+        y = y * np.exp(-((t - 0.5) ** 2) / 0.02) + 0.005 * rng.standard_normal(16000)
+        clips.append(0.5 * y / np.abs(y).max())
+    return np.asarray(clips, dtype=np.float32)
+
+
+def test_registry_lists_the_three_backends():
+    assert {"mswc", "openwakeword", "wav2vec2"} <= set(list_backends())
+
+
+def test_unknown_backend_names_the_available_ones():
+    with pytest.raises(ValueError, match="available: .*mswc"):
+        get_backend("no-such-backend")
+
+
+def test_register_backend_with_callable_and_lazy_string():
+    class Constant:
+        name, dim, identity = "const", 3, "c0"
+
+        def __init__(self, value=1.0):
+            self.value = value
+
+        def embed(self, clips):
+            return np.full((len(clips), 3), self.value, np.float32)
+
+    register_backend("test-const", Constant)
+    assert get_backend("test-const", value=2.0).embed(np.zeros((2, 16000), np.float32))[0, 0] == 2.0
+    register_backend("test-missing", "no_such_module_xyz:Thing")
+    with pytest.raises(BackendUnavailable, match="pip install"):
+        get_backend("test-missing")
+    with pytest.raises(ValueError):
+        register_backend("bad", "not-a-module-spec")
+
+
+def test_missing_model_path_says_how_to_get_one(tmp_path):
+    with pytest.raises(BackendUnavailable, match="train-embedding"):
+        embedding_model.load_model(tmp_path / "nowhere")
+
+
+def test_openwakeword_backend_embeds_96_dims():
+    backend = get_backend("openwakeword")
+    clips = _speechlike(3)
+    out = backend.embed(clips)
+    assert backend.dim == 96 and out.shape == (3, 96) and out.dtype == np.float32
+    assert np.all(np.isfinite(out))
+    # Same input, same output; different clips, different vectors.
+    np.testing.assert_allclose(backend.embed(clips[:1]), out[:1], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(out[0], out[1])
+    assert get_backend("openwakeword").identity == backend.identity
+    assert get_backend("openwakeword", context="bare").identity != backend.identity
+    with pytest.raises(ValueError, match="16000"):
+        backend.embed(np.zeros((2, 100), np.float32))
+
+
+def test_backbone_shapes_and_named_embedding_layer():
+    from embedding_model.model import EMBEDDING_LAYER, ModelConfig, build_backbone, build_embedder
+
+    for kind in ("ln", "relu"):
+        backbone = build_backbone(ModelConfig(embedding=kind))
+        assert backbone.get_layer(EMBEDDING_LAYER).output.shape[-1] == 1024
+        embedder = build_embedder(backbone)
+        out = embedder.predict(_speechlike(2), verbose=0)
+        assert out.shape == (2, 1024) and out.dtype == np.float32
+    with pytest.raises(ValueError, match="embedding"):
+        ModelConfig(embedding="tanh")
+
+
+def test_flops_per_clip_are_a_few_mflops():
+    from embedding_model.model import build_backbone, build_embedder, count_flops
+
+    flops = count_flops(build_embedder(build_backbone()))
+    assert 1e6 < flops < 30e6

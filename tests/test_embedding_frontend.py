@@ -1,0 +1,68 @@
+"""The log-mel frontend matches librosa and has the shape the model expects."""
+
+import numpy as np
+import pytest
+
+from embedding_model import frontend
+
+
+def _clips(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(16000) / 16000
+    out = []
+    for _ in range(n):
+        f0 = rng.uniform(100, 400)
+        y = 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(16000) + 0.02 * rng.standard_normal(16000)
+        out.append(y)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _librosa_logmel(y):
+    import librosa
+
+    # librosa centres the 480-sample window in its 512-sample frame, 16 samples later
+    # than tf.signal.stft, which starts the window at the frame start: pad to align.
+    mel = librosa.feature.melspectrogram(
+        y=np.pad(y, (16, 0)), sr=16000, n_fft=512, win_length=480, hop_length=320, n_mels=40,
+        fmin=frontend.FMIN, fmax=frontend.FMAX, center=False, power=2.0, htk=False, norm="slaney",
+    )
+    return np.log(mel.T + frontend.LOG_OFFSET)
+
+
+def test_numpy_logmel_matches_librosa():
+    clips = _clips()
+    got = frontend.log_mel_numpy(clips)
+    assert got.shape == (3, 49, 40) and got.dtype == np.float32
+    want = np.stack([_librosa_logmel(y) for y in clips])
+    np.testing.assert_allclose(got, want, atol=1e-3)
+
+
+def test_tensorflow_layer_matches_librosa_and_numpy():
+    import tensorflow as tf
+
+    clips = _clips(seed=1)
+    got = frontend.LogMel()(tf.constant(clips)).numpy()
+    assert got.shape == (3, 49, 40)
+    want = np.stack([_librosa_logmel(y) for y in clips])
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    np.testing.assert_allclose(got, frontend.log_mel_numpy(clips), atol=1e-3)
+
+
+def test_blocked_filterbank_for_int8_export_gives_the_same_features():
+    import tensorflow as tf
+
+    clips = tf.constant(_clips(seed=2))
+    blocked = frontend.LogMel(mel_block_rows=frontend.QUANT_SAFE_MEL_BLOCK_ROWS)(clips).numpy()
+    np.testing.assert_allclose(blocked, frontend.LogMel()(clips).numpy(), atol=1e-4)
+
+
+def test_mel_filterbank_is_librosas():
+    import librosa
+
+    want = librosa.filters.mel(sr=16000, n_fft=512, n_mels=40, fmin=frontend.FMIN, fmax=frontend.FMAX)
+    np.testing.assert_allclose(frontend.mel_matrix(), want.T, rtol=1e-4, atol=1e-7)
+
+
+def test_wrong_clip_length_is_rejected():
+    with pytest.raises(ValueError, match=r"\[N, 16000\]"):
+        frontend.log_mel_numpy(np.zeros((2, 8000), np.float32))

@@ -1,0 +1,139 @@
+"""train-embedding end to end on the tiny corpus: plan, held-out data, resume, exports."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fixtures_model import train_tiny
+
+
+def _corpus_clips(corpus: Path, n: int = 6) -> np.ndarray:
+    from corpus.audio import load_clip
+
+    paths = sorted(corpus.glob("*/clips/*/*.opus"))[:n]
+    return np.stack([load_clip(p) for p in paths])
+
+
+def test_tiny_model_loads_in_one_line_and_embeds(tiny_model_dir, tiny_corpus):
+    import embedding_model
+
+    backend = embedding_model.load_model(tiny_model_dir)
+    clips = _corpus_clips(tiny_corpus)
+    out = backend.embed(clips)
+    assert backend.name == "mswc" and backend.dim == 1024
+    assert out.shape == (len(clips), 1024) and out.dtype == np.float32 and np.all(np.isfinite(out))
+    # Raw-vector scale for DataPerf's classifier: far from unit norm, every unit varying.
+    assert np.all(np.linalg.norm(out, axis=1) > 5.0)
+    assert np.all(out.std(axis=0) > 0)
+    again = embedding_model.get_backend("mswc", model=tiny_model_dir)
+    assert again.identity == backend.identity
+    np.testing.assert_allclose(again.embed(clips[:2]), out[:2], rtol=1e-5, atol=1e-5)
+
+
+def test_number_words_are_never_classes(tiny_model_run):
+    plan = json.loads((tiny_model_run / "plan.json").read_text(encoding="utf-8"))
+    classes = set(plan["classes"])
+    for lang, numbers in (("es", {"uno", "dos", "tres"}), ("en", {"one", "two", "three"})):
+        assert numbers <= set(plan["number_words"][lang])
+        assert not {f"{lang}/{w}" for w in numbers} & classes
+    assert "es/año" in classes
+
+
+def test_plan_holds_out_words_languages_and_voices(tiny_corpus):
+    from embedding_model.plan import heldout_clips, make_plan, plan_clips, read_voices
+
+    voices = sorted(set(read_voices(tiny_corpus, "es").values()))
+    engine = voices[0].split(":")[0]
+    plan = make_plan(tiny_corpus, holdout_langs=["en"], holdout_word_frac=0.34, holdout_engines=[],
+                     holdout_voice_frac=0.3, min_clips=2, seed=3)
+    assert plan.langs == ["es"] and plan.holdout_langs == ["en"]
+    assert all(c.startswith("es/") for c in plan.classes)
+    held = set(plan.holdout_words["es"])
+    assert len(held) == 2 and not {f"es/{w}" for w in held} & set(plan.classes)
+    assert plan.holdout_voices
+    train, val = plan_clips(plan, "es")
+    assert train and val
+    assert not [r for r in train + val if r.voice in plan.holdout_voices or r.word in held]
+    assert {r.split for r in train} == {"TRAIN"} and {r.split for r in val} == {"DEV"}
+    assert not {r.speaker for r in train} & {r.speaker for r in val}
+    measured = heldout_clips(plan, "es")
+    assert {r.word for r in measured["unseen_words"]} <= held | set(plan.number_words["es"])
+    assert all(r.voice in plan.holdout_voices for r in measured["unseen_voices"])
+    assert heldout_clips(plan, "en")["unseen_language"]
+    by_engine = make_plan(tiny_corpus, holdout_langs=[], holdout_engines=[engine], holdout_voice_frac=0, min_clips=2)
+    train, val = plan_clips(by_engine, "es")
+    assert not [r for r in train + val if r.voice.startswith(engine + ":")]
+
+
+def test_interrupted_training_resumes_where_it_stopped(tiny_model_run, tmp_path, capsys):
+    cache = tiny_model_run / "cache"
+    corpus = Path(json.loads((tiny_model_run / "plan.json").read_text())["corpus"])
+    run = tmp_path / "run"
+    # A zero-minute budget stops right after the first step, with a checkpoint.
+    assert train_tiny(corpus, run, "--cache-dir", str(cache), "--max-minutes", "0") == 0
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 1, 1)
+    assert not (run / "curves.csv").exists()
+    capsys.readouterr()
+    assert train_tiny(corpus, run, "--cache-dir", str(cache)) == 0
+    assert "resumed from" in capsys.readouterr().err
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    ref = json.loads((tiny_model_run / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2 and state["global_step"] == ref["global_step"]
+    with open(run / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert (run / "curves.png").stat().st_size > 0
+
+
+def test_ship_exports_agree_and_checkpoint_resumes(tiny_model_run, tmp_path, capsys):
+    import tensorflow as tf
+
+    from embedding_model import load_model
+    from embedding_model.export import TFLiteEmbedder, cosine_rows
+
+    corpus = Path(json.loads((tiny_model_run / "plan.json").read_text())["corpus"])
+    cache = str(tiny_model_run / "cache")
+    ship = tmp_path / "models"
+    assert train_tiny(corpus, tmp_path / "run", "--cache-dir", cache, "--epochs", "1", "--ship-to", str(ship)) == 0
+    for name in ("mswc_embedding.keras", "mswc_embedding.json", "mswc_embedding.tflite", "holdout.json",
+                 "saved_model/saved_model.pb", "checkpoint/state.json", "curves.csv"):
+        assert (ship / name).exists(), name
+    clips = _corpus_clips(corpus, 8)
+    reference = load_model(ship).embed(clips)
+    served = tf.saved_model.load(str(ship / "saved_model")).signatures["serving_default"]
+    got = served(waveforms=tf.constant(clips))["embeddings"].numpy()
+    assert got.shape == (8, 1024) and cosine_rows(reference, got).min() > 0.9999
+    assert cosine_rows(reference, TFLiteEmbedder(ship / "mswc_embedding.tflite").embed(clips)).min() > 0.999
+    meta = json.loads((ship / "mswc_embedding.json").read_text())
+    int8 = meta["exports"]["tflite_int8"]
+    assert (ship / "mswc_embedding_int8.tflite").exists() == int8["kept"]
+    if int8["kept"]:
+        assert cosine_rows(reference, TFLiteEmbedder(ship / "mswc_embedding_int8.tflite").embed(clips)).mean() > 0.98
+    # The compact checkpoint in the shipped directory restarts training where it stopped.
+    capsys.readouterr()
+    assert train_tiny(corpus, tmp_path / "run2", "--cache-dir", cache, "--resume-from", str(ship / "checkpoint")) == 0
+    assert "started from" in capsys.readouterr().err
+    state = json.loads((tmp_path / "run2" / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2
+
+
+def test_bad_corpus_is_one_clear_error(tmp_path, capsys):
+    from embedding_model.train import main
+
+    assert main(["--corpus", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--corpus" in err[0] and "not a directory" in err[0]
+    (tmp_path / "empty").mkdir()
+    assert main(["--corpus", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_bf16_roundtrip_keeps_three_significant_digits():
+    from embedding_model.train import _from_bf16_bits, _to_bf16_bits
+
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 1e-6
+    np.testing.assert_allclose(_from_bf16_bits(_to_bf16_bits(x)), x, rtol=4e-3)
