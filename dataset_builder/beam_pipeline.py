@@ -700,15 +700,15 @@ def run_beam_build(args: argparse.Namespace, pipeline_args: Sequence[str] = ()) 
     from embedding_model.backends import BackendUnavailable
 
     from dataset_builder.build import plan_experiment
-    from dataset_builder.cli import _summary, backend_options, load_backend, params_from_args
+    from dataset_builder.cli import (_summary, backend_options, check_run_args, load_backend,
+                                     params_from_args, print_plan)
 
     try:
         import_beam()
     except BeamUnavailable as e:
         print(f"build-dataset: {e}", file=sys.stderr)
         return EXIT_BACKEND
-    if args.workers < 0 or args.batch_size < 1:
-        raise BuildError("--workers must be >= 0 and --batch-size >= 1")
+    check_run_args(args)
     if args.shards < 1:
         raise BuildError(f"--shards must be >= 1, got {args.shards}")
     params = params_from_args(args)
@@ -719,11 +719,7 @@ def run_beam_build(args: argparse.Namespace, pipeline_args: Sequence[str] = ()) 
     experiment, n_records = plan_experiment(source, params)
     plan_seconds = time.perf_counter() - t
     if args.dry_run:
-        print(json.dumps({
-            "targets": list(experiment.keywords),
-            "nontarget_words": {"known": list(experiment.known_words), "unknown": list(experiment.unknown_words)},
-            "counts": experiment.counts(),
-        }, indent=2, ensure_ascii=False))
+        print_plan(experiment)
         return 0
     t = time.perf_counter()
     launcher_options = dict(options)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -193,6 +194,22 @@ def _summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def check_run_args(args: argparse.Namespace) -> None:
+    """Refuse worker/batch settings that cannot run (shared by the local and Beam runners)."""
+    if args.workers < 0 or args.batch_size < 1:
+        raise BuildError("--workers must be >= 0 and --batch-size >= 1")
+
+
+def print_plan(experiment) -> None:
+    """``--dry-run``: the chosen targets, nontarget words and counts, as JSON on stdout."""
+    print(json.dumps({
+        "targets": list(experiment.keywords),
+        "nontarget_words": {"known": list(experiment.known_words),
+                            "unknown": list(experiment.unknown_words)},
+        "counts": experiment.counts(),
+    }, indent=2, ensure_ascii=False))
+
+
 def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     if args.runner:
         from dataset_builder.beam_pipeline import run_beam_build
@@ -204,8 +221,7 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
 
     from dataset_builder.build import RunOptions, build_dataset, plan_experiment
 
-    if args.workers < 0 or args.batch_size < 1:
-        raise BuildError("--workers must be >= 0 and --batch-size >= 1")
+    check_run_args(args)
     params = params_from_args(args)
     source = source_from_args(args)
     options = backend_options(args)
@@ -213,12 +229,7 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
     experiment, n_records = plan_experiment(source, params)
     plan_seconds = time.perf_counter() - t
     if args.dry_run:
-        print(json.dumps({
-            "targets": list(experiment.keywords),
-            "nontarget_words": {"known": list(experiment.known_words),
-                                "unknown": list(experiment.unknown_words)},
-            "counts": experiment.counts(),
-        }, indent=2, ensure_ascii=False))
+        print_plan(experiment)
         return EXIT_OK
     t = time.perf_counter()
     try:
@@ -241,6 +252,9 @@ def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's start-up INFO lines (oneDNN, CPU features) drown the one-line
+    # summary a user reads; a user who wants them sets the variable themselves.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and not args.runner:

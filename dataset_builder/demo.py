@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from selection.implementations import available
+    from selection.implementations import DEFAULT_ALGORITHM, available
 
     py = sys.executable
     out = args.out
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
     scores: dict[str, dict[int, float]] = {}
-    for algorithm in available():
+    # The default first, then the baselines it is measured against.
+    algorithms = sorted(available(), key=lambda name: (name != DEFAULT_ALGORITHM, name))
+    for algorithm in algorithms:
         for size in TRAIN_SIZES:
             run_dir = out / f"{algorithm}-{size}"
             _run([py, "-m", "selection.main", "--input_samples", str(out / "samples.pb"),
