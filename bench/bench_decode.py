@@ -3,10 +3,12 @@
     python bench/bench_decode.py --clips 500
     python bench/bench_decode.py --corpus dataset_builder/demo_corpus --lang es
 
-Times, on one process: ``decode_audio`` (libsndfile Opus decode + mono), then
-``normalize_clip`` (soxr HQ resample to 16 kHz + centre pad/crop), then ``load_clip``
-(both, plus the silence check) on the same files, and ``encode_opus`` for reference;
-each as clips per wall-clock second and per CPU second of the process.
+Times, on one process: ``decode_audio`` (libsndfile Opus decode at 48 kHz + mono), then
+``normalize_clip`` (soxr HQ resample to 16 kHz + centre pad/crop), then the libsndfile
+path of ``load_clip`` (both, plus the silence check), then ``load_clip`` itself (Ogg/Opus
+decoded natively at 16 kHz by libopus) on the same files, and ``encode_opus`` for
+reference; each as clips per wall-clock second and per CPU second of the process, and
+CPU ms per clip for the two ``load_clip`` paths.
 Without ``--corpus`` the clips are made here: speech-like noise bursts, encoded at
 32 kbit/s. Results depend on the machine's load, which is printed with them.
 """
@@ -26,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from corpus.audio import decode_audio, encode_opus, load_clip, normalize_clip  # noqa: E402
+from corpus.audio import SILENCE_PEAK, ClipError, decode_audio, encode_opus, load_clip, normalize_clip  # noqa: E402
 from corpus.layout import clip_path, read_splits  # noqa: E402
 
 
@@ -47,6 +49,14 @@ def make_clips(n: int, out: Path, seed: int) -> tuple[list[Path], float]:
         path.write_bytes(data)
         paths.append(path)
     return paths, encode_seconds / n
+
+
+def load_clip_libsndfile(path: Path) -> np.ndarray:
+    """``load_clip`` as it was before the native Opus decoder: libsndfile at 48 kHz, then soxr."""
+    y, sr = decode_audio(path)
+    if float(np.max(np.abs(y))) < SILENCE_PEAK:
+        raise ClipError("silent", str(path))
+    return normalize_clip(y, sr)
 
 
 def rate(fn, items) -> tuple[float, float, list]:
@@ -79,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()
         decode_rate, decode_cpu, decoded = rate(decode_audio, paths)
         resample_rate, resample_cpu, _ = rate(lambda d: normalize_clip(*d), decoded)
+        sndfile_rate, sndfile_cpu, _ = rate(load_clip_libsndfile, paths)
         load_rate, load_cpu, _ = rate(load_clip, paths)
         result = {
             "command": " ".join([sys.executable, *sys.argv]),
@@ -90,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             "decode_clips_per_cpu_s": round(decode_cpu, 1),
             "normalize_clips_per_cpu_s": round(resample_cpu, 1),
             "load_clip_clips_per_cpu_s": round(load_cpu, 1),
+            "load_clip_libsndfile_clips_per_s_per_core": round(sndfile_rate, 1),
+            "load_clip_libsndfile_clips_per_cpu_s": round(sndfile_cpu, 1),
+            "load_clip_native_cpu_ms_per_clip": round(1000 / load_cpu, 2),
+            "load_clip_libsndfile_cpu_ms_per_clip": round(1000 / sndfile_cpu, 2),
             "encode_opus_cpu_ms_per_clip": encode_ms,
             "load_average": [round(x, 2) for x in load],
         }

@@ -54,6 +54,19 @@ def libopus() -> ctypes.CDLL | None:
         ]
         lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
         lib.opus_get_version_string.restype = ctypes.c_char_p
+        # Decoder, for corpus._opus_decode.
+        lib.opus_decoder_create.restype = ctypes.c_void_p
+        lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+        lib.opus_decode_float.restype = ctypes.c_int
+        lib.opus_decode_float.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_int32,
+            ctypes.POINTER(ctypes.c_float),
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
         return lib
     return None
 

@@ -8,9 +8,11 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from corpus import _opus
 from corpus._ogg import ogg_crc, set_stream_serial
+from corpus._opus_decode import NativeDecodeError, decode_ogg_opus, is_ogg_opus
 from corpus.audio import (
     CLIP_SAMPLES,
     SAMPLE_RATE,
@@ -190,3 +192,101 @@ def test_ogg_crc_matches_libsndfile_pages():
 def test_libopus_is_used_when_present():
     # The fast path is what the synthesizer's throughput depends on.
     assert _opus.libopus() is not None
+
+
+# --- native libopus decoding at 16 kHz (corpus._opus_decode) ---
+
+
+def speechlike(seconds: float, sr: int = 48000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    noise = np.convolve(rng.standard_normal(n), np.ones(6) / 6, mode="same")
+    return (0.3 * noise * np.clip(np.sin(2 * np.pi * 3 * t), 0, None) * np.hanning(n)).astype(np.float32)
+
+
+def with_output_gain(opus: bytes, gain_q8: int) -> bytes:
+    """``opus`` with the OpusHead output gain (Q7.8 dB) set, first page's CRC redone."""
+    out = bytearray(opus)
+    head = 27 + out[26]  # the OpusHead packet starts right after the segment table
+    assert out[head : head + 8] == b"OpusHead"
+    out[head + 16 : head + 18] = struct.pack("<h", gain_q8)
+    page_end = head + sum(out[27:head])
+    page = bytearray(out[:page_end])
+    page[22:26] = b"\0\0\0\0"
+    out[22:26] = struct.pack("<I", ogg_crc(bytes(page)))
+    return bytes(out)
+
+
+def test_native_opus_decode_matches_libsndfile_path(tmp_path):
+    opus = encode_opus(speechlike(1.0))
+    reference = normalize_clip(*decode_audio(opus))  # libsndfile at 48 kHz + soxr
+    native = decode_ogg_opus(opus, SAMPLE_RATE)
+    assert native.shape == (CLIP_SAMPLES,) and native.dtype == np.float32
+    assert np.corrcoef(native, reference)[0, 1] > 0.99
+    # At 48 kHz the container handling (pre-skip, trimming) is exactly libsndfile's.
+    np.testing.assert_array_equal(decode_ogg_opus(opus, 48000), decode_audio(opus)[0])
+    # load_clip takes the native path for every kind of source, and is deterministic.
+    path = tmp_path / "clip.bin"  # detection is by content, not by name
+    path.write_bytes(opus)
+    for source in (opus, io.BytesIO(opus), path):
+        np.testing.assert_array_equal(load_clip(source), native)
+
+
+def test_native_opus_trims_pre_skip_and_end():
+    y = speechlike(0.3)
+    opus = encode_opus(y)
+    native = decode_ogg_opus(opus, SAMPLE_RATE)
+    assert native.shape == (4800,)
+    # Pre-skip is right: lined up with the libsndfile decode, not shifted.
+    reference = soxr.resample(decode_audio(opus)[0], 48000, SAMPLE_RATE, quality="HQ")
+    assert np.corrcoef(native, reference[:4800])[0, 1] > 0.99
+    clip = load_clip(opus)
+    left = (CLIP_SAMPLES - 4800) // 2
+    assert not clip[:left].any() and not clip[left + 4800 :].any()
+    # Encoded at 16 kHz (pre-skip still counted at 48 kHz): the same 4800 samples.
+    assert decode_ogg_opus(encode_opus(speechlike(0.3, sr=16000), sr=16000), SAMPLE_RATE).shape == (4800,)
+
+
+def test_native_opus_mixes_stereo_to_mono():
+    left, right = tone(1.0, 48000, 440.0, 0.6), tone(1.0, 48000, 440.0, 0.2)
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([left, right], axis=1), 48000, format="OGG", subtype="OPUS")
+    native = decode_ogg_opus(buf.getvalue(), SAMPLE_RATE)
+    assert native.shape == (CLIP_SAMPLES,)
+    assert np.max(np.abs(native[2000:-2000])) == pytest.approx(0.4, abs=0.02)
+    reference = normalize_clip(*decode_audio(buf.getvalue()))
+    assert np.corrcoef(native, reference)[0, 1] > 0.99
+
+
+def test_native_opus_applies_output_gain():
+    opus = encode_opus(tone(1.0, 48000, 440.0, 0.2))
+    plain = load_clip(opus)
+    louder = load_clip(with_output_gain(opus, 6 * 256))  # +6 dB
+    np.testing.assert_allclose(louder, plain * 10 ** (6 / 20), rtol=1e-5, atol=1e-7)
+
+
+def test_truncated_or_damaged_opus_is_unreadable():
+    opus = encode_opus(speechlike(1.0))
+    with pytest.raises(NativeDecodeError):
+        decode_ogg_opus(opus[: len(opus) // 2], SAMPLE_RATE)
+    for broken in (opus[: len(opus) // 2], opus[:60]):
+        with pytest.raises(ClipError) as err:
+            load_clip(broken)
+        assert err.value.reason == "unreadable"
+    damaged = bytearray(opus)
+    damaged[-100] ^= 0xFF  # audio bytes changed: the page checksum no longer matches
+    with pytest.raises(NativeDecodeError, match="checksum"):
+        decode_ogg_opus(bytes(damaged), SAMPLE_RATE)
+    # A lost page (the third: first audio page) is noticed from the page sequence numbers.
+    starts = [i for i in range(len(opus)) if opus[i : i + 4] == b"OggS"]
+    assert len(starts) >= 4
+    with pytest.raises(NativeDecodeError, match="expected"):
+        decode_ogg_opus(opus[: starts[2]] + opus[starts[3] :], SAMPLE_RATE)
+    assert not is_ogg_opus(wav_bytes(tone(0.1, 16000), 16000)) and is_ogg_opus(opus)
+
+
+def test_silent_opus_is_silent():
+    with pytest.raises(ClipError) as err:
+        load_clip(encode_opus(np.zeros(48000, np.float32)))
+    assert err.value.reason == "silent"
