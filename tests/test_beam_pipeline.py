@@ -12,11 +12,10 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from corpus.audio import write_opus  # noqa: E402
-from corpus.layout import ClipRecord, write_splits  # noqa: E402
 from dataset_builder import beam_pipeline, cli  # noqa: E402
 from embedding_model.backends import register_backend  # noqa: E402
 from protos import read_samples  # noqa: E402
+from tests.builder_helpers import BandEnergyBackend, make_tone_corpus  # noqa: E402
 
 LANG = "es"
 WORDS = ["año", "sí", "no", *[f"w{i}" for i in range(5)]]
@@ -27,45 +26,9 @@ IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 TWO_PROCESSES = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
-class SpectralBandsBackend:
-    """A deterministic, TensorFlow-free embedding: log energy in 12 bands of the clip's spectrum.
-
-    clips [N, 16000] float32 -> [N, 12] float32; each row depends on its clip only.
-    """
-
-    name = "test-beam-bands"
-    dim = 12
-    identity = "beam-bands-v1"
-
-    def embed(self, clips: np.ndarray) -> np.ndarray:
-        spectrum = np.abs(np.fft.rfft(clips, axis=1))[:, :7200]
-        return np.log1p(spectrum.reshape(len(clips), 12, 600).mean(axis=2)).astype(np.float32)
-
-
-# Workers import this module (BackendSpec.module) and so see the registration too.
-register_backend("test-beam-bands", SpectralBandsBackend)
-
-
 def make_corpus(root: Path) -> Path:
     """8 words x 12 Opus tones, plus a corrupt, an empty and a missing clip of 'año' (TRAIN)."""
-    rng = np.random.default_rng(1)
-    records = []
-    for w, word in enumerate(WORDS):
-        folder = root / LANG / "clips" / word
-        folder.mkdir(parents=True)
-        for c in range(CLIPS_PER_WORD):
-            t = np.arange(int((0.5 + 0.05 * c) * 48000)) / 48000
-            y = 0.3 * np.sin(2 * np.pi * (250 + 170 * w + 7 * c) * t) + 0.01 * rng.standard_normal(len(t))
-            write_opus(folder / f"c{c:02d}.opus", y.astype(np.float32))
-            split = "TRAIN" if c < 8 else "DEV" if c < 10 else "TEST"
-            records.append(ClipRecord(f"{word}/c{c:02d}.opus", word, split, True, f"spk{c % 3}", ""))
-    bad = root / LANG / "clips" / "año"
-    (bad / "corrupt.opus").write_bytes(b"OggS" + bytes(range(200)) * 3)
-    (bad / "empty.opus").write_bytes(b"")
-    for name in ("corrupt.opus", "empty.opus", "missing.opus"):
-        records.append(ClipRecord(f"año/{name}", "año", "TRAIN", True, "spk9", ""))
-    write_splits(root / f"{LANG}_splits.csv", records)
-    return root
+    return make_tone_corpus(root, LANG, WORDS, CLIPS_PER_WORD, n_train=8, n_dev=2, n_speakers=3, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +45,7 @@ def build(argv: list[str]) -> int:
     return beam_pipeline.main(argv)
 
 
-def argv_for(corpus: Path, out: Path, *extra: str, backend=("--backend", "test-beam-bands")) -> list[str]:
+def argv_for(corpus: Path, out: Path, *extra: str, backend=("--backend", "test-bands")) -> list[str]:
     return ["--lang", LANG, "--mswc-root", str(corpus), "--out", str(out), *backend,
             "--keyword", "año", "--keyword", "sí", "--quiet", *PROTOCOL, *extra]
 
@@ -140,8 +103,8 @@ def test_duplicated_deliveries_neither_duplicate_nor_drop_samples(corpus, local_
     from dataset_builder.build import plan_experiment
 
     experiment, records = plan_experiment(source, cli.params_from_args(parsed))
-    backend = SpectralBandsBackend()
-    spec = beam_pipeline.BackendSpec.of(backend, "test-beam-bands", {})
+    backend = BandEnergyBackend()
+    spec = beam_pipeline.BackendSpec.of(backend, "test-bands", {})
     manifest = beam_pipeline.build_with_beam(
         source, experiment, backend, spec, str(tmp_path / "retried"),
         beam_pipeline.BeamOptions(pipeline_args=tuple(IN_MEMORY), batch_size=4),
@@ -167,10 +130,10 @@ def test_a_lost_clip_stops_the_build_before_anything_is_written(corpus, tmp_path
     from dataset_builder.build import plan_experiment
 
     experiment, _ = plan_experiment(source, cli.params_from_args(parsed))
-    backend = SpectralBandsBackend()
+    backend = BandEnergyBackend()
     with pytest.raises(cli.BuildError, match=r"accounted for 2 of the 3 clips planned for samples shard 1 "):
         beam_pipeline.build_with_beam(
-            source, experiment, backend, beam_pipeline.BackendSpec.of(backend, "test-beam-bands", {}),
+            source, experiment, backend, beam_pipeline.BackendSpec.of(backend, "test-bands", {}),
             str(tmp_path / "lost"), beam_pipeline.BeamOptions(pipeline_args=tuple(IN_MEMORY), shards=8),
             transforms_hook=_lose_one_clip)
     assert sorted(p.name for p in (tmp_path / "lost").iterdir()) == []
@@ -229,7 +192,7 @@ def test_a_missing_model_stops_on_the_launcher(corpus, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-class WrongShapeBackend(SpectralBandsBackend):
+class WrongShapeBackend(BandEnergyBackend):
     """Returns one value too few per clip: the embed stage must reject it on the worker."""
 
     name = "test-beam-wrong-shape"
@@ -314,7 +277,7 @@ def test_an_archive_is_streamed_once_and_gives_the_local_builds_files(corpus, tm
     source = ["--audio-archive", str(tmp_path / "audio.tar.gz"), "--splits-archive", str(tmp_path / "splits.tar.gz")]
 
     def argv(out: str, *extra: str) -> list[str]:
-        return ["--lang", LANG, "--out", str(tmp_path / out), "--backend", "test-beam-bands",
+        return ["--lang", LANG, "--out", str(tmp_path / out), "--backend", "test-bands",
                 "--keyword", "año", "--keyword", "sí", "--quiet", *PROTOCOL, *source, *extra]
 
     assert build(argv("local", "--workers", "0")) == 0

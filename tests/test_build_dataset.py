@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corpus.audio import write_opus
-from corpus.layout import ClipRecord, write_splits
 from dataset_builder import cli
-from embedding_model.backends import register_backend
 from protos import NONTARGET, TARGET, read_samples
+from tests.builder_helpers import make_tone_corpus
 
 LANG = "es"
 WORDS = ["año", "sí", "casa", *[f"w{i}" for i in range(7)]]
@@ -22,50 +20,10 @@ SMALL_PROTOCOL = ["--known-words", "3", "--unknown-words", "3", "--clips-per-wor
                   "--min-word-clips", "15", "--min-target-train", "8", "--min-target-eval", "3"]
 
 
-class BandEnergyBackend:
-    """A tiny deterministic embedding for builder tests: log energy in 16 frequency bands.
-
-    clips [N, 16000] float32 -> [N, 16] float32; each row depends on its clip only.
-    """
-
-    name = "test-bands"
-    dim = 16
-    identity = "bands-v1"
-
-    def embed(self, clips: np.ndarray) -> np.ndarray:
-        spectrum = np.abs(np.fft.rfft(clips, axis=1))[:, :8000]
-        return np.log1p(spectrum.reshape(len(clips), 16, 500).mean(axis=2)).astype(np.float32)
-
-
-register_backend("test-bands", BandEnergyBackend)
-
-
-def tone(freq: float, seconds: float, rng: np.random.Generator, sr: int = 48000) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    y = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
-    return y.astype(np.float32)
-
-
 def make_corpus(root: Path) -> Path:
     """10 words x 16 Opus clips (a distinct tone per word), plus four bad rows for 'año'."""
-    rng = np.random.default_rng(0)
-    records = []
-    for w, word in enumerate(WORDS):
-        folder = root / LANG / "clips" / word
-        folder.mkdir(parents=True)
-        for c in range(CLIPS_PER_WORD):
-            name = f"c{c:02d}.opus"
-            write_opus(folder / name, tone(300 + 150 * w + 5 * c, 0.6 + 0.05 * c, rng))
-            split = "TRAIN" if c < 10 else "DEV" if c < 13 else "TEST"
-            records.append(ClipRecord(f"{word}/{name}", word, split, True, f"spk{c % 4}", ""))
-    bad = root / LANG / "clips" / "año"
-    (bad / "corrupt.opus").write_bytes(b"OggS" + bytes(range(256)) * 4)
-    (bad / "empty.opus").write_bytes(b"")
-    write_opus(bad / "silent.opus", np.zeros(48000, np.float32))
-    for name in ("corrupt.opus", "empty.opus", "silent.opus", "missing.opus"):
-        records.append(ClipRecord(f"año/{name}", "año", "TRAIN", True, "spk9", ""))
-    write_splits(root / f"{LANG}_splits.csv", records)
-    return root
+    return make_tone_corpus(root, LANG, WORDS, CLIPS_PER_WORD, n_train=10, n_dev=3, n_speakers=4,
+                            seed=0, bad=("corrupt", "empty", "silent", "missing"))
 
 
 @pytest.fixture(scope="module")

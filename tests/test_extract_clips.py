@@ -17,7 +17,7 @@ from corpus.layout import read_splits
 from dataset_builder import cli as build_cli
 from dataset_builder.alignments import parse_textgrid, read_alignments
 from dataset_builder.extract import assign_splits, cut_clip, main, normalize_word
-from tests.test_build_dataset import BandEnergyBackend  # noqa: F401  (registers "test-bands")
+from tests import builder_helpers  # noqa: F401  (registers the "test-bands" backend)
 
 SR = 16000
 
