@@ -69,6 +69,37 @@ def load_embedder(model_dir: str | Path):
     return keras.models.load_model(resolve_model_path(model_dir), custom_objects=custom_objects(), compile=False)
 
 
+def rebuild_embedder(embedder, config=None):
+    """The same embedder rebuilt from today's code, with its trained weights copied by layer name.
+
+    Used when the graph a model was saved with changes but its weights do not (for
+    example the strided depthwise convolution made portable to every CPU kernel).
+
+    Args:
+        embedder: a loaded Keras embedder (waveforms -> embeddings).
+        config: the :class:`ModelConfig` it was trained with (default: the default config).
+
+    Returns:
+        A new Keras embedder; raises ValueError if a weighted layer has no counterpart.
+    """
+    from embedding_model.model import ModelConfig, build_backbone, build_embedder
+
+    old = embedder.get_layer("backbone")
+    backbone = build_backbone(config or ModelConfig())
+    for layer in backbone.layers:
+        if not layer.weights:
+            continue
+        try:
+            source = old.get_layer(layer.name)
+        except ValueError as exc:
+            raise ValueError(f"layer {layer.name!r} of the rebuilt model has no counterpart in the saved one") from exc
+        layer.set_weights(source.get_weights())
+    copied = sum(int(np.prod(w.shape)) for w in backbone.weights)
+    if copied != sum(int(np.prod(w.shape)) for w in old.weights):
+        raise ValueError("the rebuilt model does not hold the same number of weights as the saved one")
+    return build_embedder(backbone)
+
+
 def export_savedmodel(embedder, out_dir: str | Path) -> Path:
     """SavedModel with signature ``serving_default``: waveforms [N, 16000] -> embeddings [N, 1024].
 

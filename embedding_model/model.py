@@ -111,13 +111,48 @@ def _define_layers() -> None:
         def get_config(self):
             return {**super().get_config(), "n_classes": self.n_classes}
 
+    @keras.saving.register_keras_serializable(package="embedding_model")
+    class Subsample2D(keras.layers.Layer):
+        """Keep every ``strides``-th row/column from ``offsets``: [N, H, W, C] -> [N, H', W', C].
+
+        A stride-1 "same" convolution followed by this layer equals the strided "same"
+        convolution exactly (see :func:`same_padding_offset`), with a strided slice that
+        every TensorFlow and TFLite kernel supports.
+        """
+
+        def __init__(self, strides, offsets, **kwargs):
+            super().__init__(**kwargs)
+            self.strides = tuple(int(s) for s in strides)
+            self.offsets = tuple(int(o) for o in offsets)
+
+        def call(self, x):
+            (sh, sw), (oh, ow) = self.strides, self.offsets
+            return x[:, oh::sh, ow::sw, :]
+
+        def get_config(self):
+            return {**super().get_config(), "strides": list(self.strides), "offsets": list(self.offsets)}
+
     _CUSTOM.update(
         {
             "LogMel": logmel_class(),
             "ClipNormalize": ClipNormalize,
             "CosineClassifier": CosineClassifier,
+            "Subsample2D": Subsample2D,
         }
     )
+
+
+def same_padding_offset(size: int, stride: int, kernel: int = 3) -> int:
+    """Row of a stride-1 "same" convolution's output where the strided one's row 0 sits.
+
+    TensorFlow pads a "same" convolution with ``total = max((ceil(size/stride) - 1) *
+    stride + kernel - size, 0)`` and puts ``total // 2`` before the data; a stride-1
+    one puts ``(kernel - 1) // 2`` before. Output row j of the strided convolution is
+    output row ``offset + j * stride`` of the stride-1 one.
+    """
+    out = -(-size // stride)
+    before = max((out - 1) * stride + kernel - size, 0) // 2
+    return (kernel - 1) // 2 - before
 
 
 def _ds_block(x, width: int, stride: tuple[int, int], name: str):
@@ -125,7 +160,14 @@ def _ds_block(x, width: int, stride: tuple[int, int], name: str):
     from keras import layers
 
     in_width = x.shape[-1]
-    y = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    if stride[0] == stride[1]:
+        y = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    else:
+        # TensorFlow's own CPU kernel (oneDNN off: the default on most CPUs) rejects
+        # unequal strides; a stride-1 depthwise conv + a strided slice is the same map.
+        y = layers.DepthwiseConv2D(3, strides=1, padding="same", use_bias=False, name=f"{name}_dw")(x)
+        offsets = [same_padding_offset(int(x.shape[axis]), stride[axis - 1]) for axis in (1, 2)]
+        y = custom_objects()["Subsample2D"](stride, offsets, name=f"{name}_subsample")(y)
     y = layers.BatchNormalization(name=f"{name}_dw_bn")(y)
     y = layers.ReLU(name=f"{name}_dw_relu")(y)
     y = layers.Conv2D(width, 1, use_bias=False, name=f"{name}_pw")(y)
