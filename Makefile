@@ -1,30 +1,44 @@
 # The README's two commands: `make demo` (the main job) and `make test`.
-# Each creates the virtual environment and installs what it needs.
+# Each creates the virtual environment and installs what it needs; `make demo`
+# installs only the pipeline (no Beam, no ONNX, no torch), `make test` adds the
+# extras the tests exercise. Neither installs torch: the wav2vec2 backend is an
+# opt-in extra (`make install EXTRAS=all,wav2vec2,test`, CPU wheel of torch first).
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# wav2vec2 is added so its backend's tests run; torch is the CPU wheel pip finds locally.
-EXTRAS ?= all,wav2vec2,test
+DEMO_EXTRAS ?= pipeline
+EXTRAS      ?= all,test
 comma  := ,
-STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+stamp   = $(VENV)/.installed-$(subst $(comma),-,$(1))
+# Byte-code is compiled on first import instead of for every file of every package.
+PIP_INSTALL := $(PY) -m pip install --quiet --no-compile -c constraints.txt
 
-.PHONY: install demo test clean
+.PHONY: install demo test check-system clean
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) --version >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: apt-get install python3 python3-venv (Python 3.11), or run make PYTHON=/path/to/python3.11" >&2; exit 3; }
+	$(PYTHON) -m venv $(VENV) || { echo "make: could not create $(VENV): apt-get install python3-venv" >&2; rm -rf $(VENV); exit 3; }
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml constraints.txt | $(PY)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+$(call stamp,$(DEMO_EXTRAS)): pyproject.toml constraints.txt | $(PY)
+	$(PIP_INSTALL) -e ".[$(DEMO_EXTRAS)]"
 	touch $@
 
-install: $(STAMP)
+$(call stamp,$(EXTRAS)): pyproject.toml constraints.txt | $(PY)
+	$(PIP_INSTALL) -e ".[$(EXTRAS)]"
+	touch $@
 
-demo: $(STAMP)
+install: $(call stamp,$(EXTRAS))
+
+demo: $(call stamp,$(DEMO_EXTRAS))
 	$(PY) -m dataset_builder.demo
 
-test: $(STAMP)
+test: $(call stamp,$(EXTRAS))
 	$(PY) -m pytest -q
+
+# What the machine lacks for the tests (speech engines, libopus), as one apt-get line.
+check-system: $(call stamp,$(DEMO_EXTRAS))
+	$(PY) -m dataset_builder.system_check --for tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,6 +18,18 @@ from pathlib import Path
 
 import pytest
 
+def skip_without(*packages: str) -> None:
+    """Skip the calling test (or fixture) with the apt-get line if a system package is missing."""
+    from dataset_builder.system_check import TEST_REQUIREMENTS, install_line, missing
+
+    wanted = [r for r in TEST_REQUIREMENTS if r.package in packages]
+    unknown = set(packages) - {r.package for r in wanted}
+    assert not unknown, f"no system requirement named {sorted(unknown)} in dataset_builder.system_check"
+    lacking = missing(wanted)
+    if lacking:
+        pytest.skip(f"needs {', '.join(r.package for r in lacking)}: {install_line(lacking)}")
+
+
 TINY_WORDS = {
     "es": ["año", "casa", "perro", "gato", "agua", "noche", "uno", "dos", "tres"],
     "en": ["house", "water", "apple", "green", "river", "night", "one", "two", "three"],
@@ -48,6 +60,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
     """Path of a tiny synthesized MSWC corpus (es + en, 9 words x 10 clips each); built once per session."""
     from dataset_builder.synth.build import synthesize_corpus
 
+    skip_without("espeak-ng")
     root = tmp_path_factory.mktemp("tiny_corpus")
     summary = synthesize_corpus(tiny_corpus_config(root))
     assert summary.clips == sum(len(w) for w in TINY_WORDS.values()) * TINY_CLIPS_PER_WORD, summary.line(root)

@@ -9,8 +9,10 @@ import pytest
 
 from embedding_model.backends import Backend, BackendUnavailable, get_backend
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+_EXTRA = ("the optional wav2vec2 extra is not installed (make install EXTRAS=all,wav2vec2,test, "
+          "after torch's CPU wheel: pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)")
+torch = pytest.importorskip("torch", reason=_EXTRA)
+transformers = pytest.importorskip("transformers", reason=_EXTRA)
 
 HIDDEN = 24
 LAYERS = 2

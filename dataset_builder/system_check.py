@@ -1,0 +1,121 @@
+"""What this machine lacks, said as one ``apt-get install`` line.
+
+The Python packages come from ``make``; a few things come from the system: speech
+engines for synthesis (``espeak-ng``, ``festival`` and an English festvox voice,
+``flite``), ``sox`` for some tests, and libopus for the fast native Ogg/Opus path
+(without it, clips decode through libsndfile, which the ``soundfile`` wheel bundles).
+The demo needs none of the engines, only a way to decode its Ogg/Opus clips::
+
+    python -m dataset_builder.system_check --for demo    # exit 3 + the apt-get line if not
+    python -m dataset_builder.system_check --for tests
+
+Standard library only at import time, so it runs before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes.util
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from protos.errors import EXIT_ENVIRONMENT, EXIT_STATUS_HELP, EnvironmentProblem, run_cli
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One system package and how to tell whether the machine has what it gives."""
+
+    package: str
+    what: str
+    present: Callable[[], bool]
+
+
+def _has_libopus() -> bool:
+    try:
+        ctypes.CDLL("libopus.so.0")
+        return True
+    except OSError:
+        return ctypes.util.find_library("opus") is not None
+
+
+def _has_festival_voice(pattern: str) -> Callable[[], bool]:
+    """A check for a festvox voice directory (``language/voice``) in festival's voices tree."""
+    roots = (Path("/usr/share/festival/voices"), Path("/usr/lib/festival/voices"))
+    return lambda: any(any(r.glob(pattern)) for r in roots if r.is_dir())
+
+
+def _decodes_demo_clip() -> bool:
+    """True if one clip of the demo corpus decodes (native libopus or libsndfile)."""
+    from corpus.audio import load_clip
+
+    from dataset_builder.demo import DEMO_CORPUS
+
+    clip = next(iter(sorted(DEMO_CORPUS.glob("*/clips/*/*.opus"))), None)
+    if clip is None:
+        return True
+    try:
+        load_clip(clip)
+    except Exception:  # noqa: BLE001 - any failure means "cannot decode here"
+        return False
+    return True
+
+
+TEST_REQUIREMENTS = (
+    Requirement("espeak-ng", "speech synthesis (synthetic corpora in the tests)", lambda: shutil.which("espeak-ng") is not None),
+    Requirement("festival", "festival speech synthesis", lambda: shutil.which("festival") is not None),
+    Requirement("festvox-kallpc16k", "festival's English voice", _has_festival_voice("english/kal_diphone*")),
+    Requirement("festvox-itapc16k", "festival's Italian voice (text-encoding tests)", _has_festival_voice("italian/pc_diphone*")),
+    Requirement("flite", "flite speech synthesis", lambda: shutil.which("flite") is not None),
+    Requirement("sox", "audio conversion in tests", lambda: shutil.which("sox") is not None),
+    Requirement("libopus0", "native Ogg/Opus encode/decode", _has_libopus),
+)
+DEMO_REQUIREMENTS = (
+    Requirement("libopus0", "decoding the demo corpus's Ogg/Opus clips", _decodes_demo_clip),
+)
+
+
+def missing(requirements) -> list[Requirement]:
+    """The requirements this machine does not meet, in order."""
+    return [r for r in requirements if not r.present()]
+
+
+def install_line(requirements) -> str:
+    """``apt-get install -y PKG ...`` for ``requirements`` (deduplicated, in order)."""
+    packages = list(dict.fromkeys(r.package for r in requirements))
+    return "apt-get install -y " + " ".join(packages)
+
+
+def require(requirements, who: str) -> None:
+    """Raise :class:`EnvironmentProblem` naming the install line if anything is missing."""
+    lacking = missing(requirements)
+    if lacking:
+        needs = ", ".join(f"{r.package} ({r.what})" for r in lacking)
+        raise EnvironmentProblem(f"{who} needs {needs}: run `{install_line(lacking)}` (as root) and retry")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset_builder.system_check",
+        description="Say which system packages the demo or the tests need and this machine lacks.",
+        epilog=EXIT_STATUS_HELP,
+    )
+    parser.add_argument("--for", dest="purpose", choices=("demo", "tests"), default="tests",
+                        help="what to check for (default: tests)")
+    args = parser.parse_args(argv)
+    requirements = DEMO_REQUIREMENTS if args.purpose == "demo" else TEST_REQUIREMENTS
+    lacking = missing(requirements)
+    if not lacking:
+        print(f"system check: everything the {args.purpose} need is installed")
+        return 0
+    for r in lacking:
+        print(f"missing: {r.package} ({r.what})")
+    print(install_line(lacking))
+    return EXIT_ENVIRONMENT
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli("system_check", main))
