@@ -120,24 +120,43 @@ _EMBED_SCRIPT = """
 import sys, numpy as np
 sys.path.insert(0, {root!r})
 from embedding_model import get_backend
-from embedding_model.export import _probe_clips
-np.save({out!r}, get_backend("mswc").embed(_probe_clips(12, seed=3)))
+np.save({out!r}, get_backend("mswc").embed(np.load({clips!r})))
 """
 
 
-def test_shipped_model_agrees_with_onednn_on_and_off(tmp_path):
+def _embed_with_onednn_on(clips: np.ndarray, tmp_path: Path) -> np.ndarray:
+    np.save(tmp_path / "clips.npy", clips)
+    out = tmp_path / "on.npy"
+    script = _EMBED_SCRIPT.format(root=str(ROOT), out=str(out), clips=str(tmp_path / "clips.npy"))
+    subprocess.run([sys.executable, "-c", script], env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"},
+                   check=True, capture_output=True, timeout=600)
+    return np.load(out)
+
+
+def test_shipped_model_embeddings_and_scores_agree_with_onednn_on_and_off(tiny_corpus, tmp_path):
+    from corpus.audio import load_clip
+    from corpus.layout import clip_path, read_splits
     from embedding_model import get_backend
     from embedding_model.export import TFLiteEmbedder, cosine_rows
+    from eval.scoring import score
 
-    clips = _clips()
+    records = [r for r in read_splits(tiny_corpus, "es") if r.valid]
+    words = sorted({r.word for r in records})
+    targets = words[:3]
+    speech = np.stack([load_clip(clip_path(tiny_corpus, "es", r.link)) for r in records])
+    clips = np.concatenate([speech, _clips()])
     off = get_backend("mswc").embed(clips)
-    out = tmp_path / "on.npy"
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"}
-    subprocess.run([sys.executable, "-c", _EMBED_SCRIPT.format(root=str(ROOT), out=str(out))],
-                   env=env, check=True, capture_output=True, timeout=300)
-    on = np.load(out)
+    on = _embed_with_onednn_on(clips, tmp_path)
     assert np.all(np.isfinite(off))
     assert cosine_rows(off, on).min() >= 0.9999
+
+    # The DataPerf score of the same split, from either set of vectors.
+    labels = np.array([targets.index(r.word) + 1 if r.word in targets else 0 for r in records])
+    train = np.array([r.split == "TRAIN" for r in records])
+    scores = [score(v[: len(records)][train], labels[train], v[: len(records)][~train], labels[~train]).score
+              for v in (off, on)]
+    assert min(scores) > 0.2, scores  # a real task, not two failures agreeing
+    assert abs(scores[0] - scores[1]) <= 0.01, scores
 
     served = tf.saved_model.load(str(MODELS / "saved_model")).signatures["serving_default"]
     sm = served(waveforms=tf.constant(clips))["embeddings"].numpy()
