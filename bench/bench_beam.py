@@ -163,11 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         load_before = uptime()
         local = run_measured([python, "-m", "dataset_builder.cli", *common, "--out", str(out / "local"),
                               "--workers", str(args.workers)], out / "local.log")
-        beam = run_measured([python, "-m", "dataset_builder.beam_pipeline", *common, "--out", str(out / "beam"),
+        beam = run_measured([python, "-m", "dataset_builder.cli", *common, "--out", str(out / "beam"),
                              *beam_flags], out / "beam.log")
         # The same build on a few words: the difference in CPU time is the cost of the
         # extra clips alone, without start-up (imports, model loading, worker launch).
-        beam_small = run_measured([python, "-m", "dataset_builder.beam_pipeline", *small,
+        beam_small = run_measured([python, "-m", "dataset_builder.cli", *small,
                                    "--out", str(out / "beam-small"), *beam_flags], out / "beam-small.log")
         load_after = uptime()
         results = {"load_before": load_before, "load_after": load_after, "cores": os.cpu_count()}

@@ -7,29 +7,25 @@ itself. Classes live at module level so runners pickle them by reference.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import uuid
 
-from dataset_builder.beam_pipeline import import_beam
+from dataset_builder.beam_io import import_beam, join, write_bytes
 
 beam = import_beam()
 import numpy as np  # noqa: E402
 from apache_beam.metrics import Metrics  # noqa: E402
 
-from dataset_builder.beam_pipeline import (  # noqa: E402
+from dataset_builder.beam_plan import (  # noqa: E402
     COUNTER_NAMESPACE,
     DECODE_CHUNK,
     BackendSpec,
     OutputLayout,
-    _class_of,
-    _clip_from_json,
-    _join,
-    _write_bytes,
+    clip_from_json,
     read_plan,
 )
-from dataset_builder.protocol import TARGET, ChosenClip  # noqa: E402
+from dataset_builder.protocol import ChosenClip  # noqa: E402
 from dataset_builder.stages import assemble, decode_batch, embed_batch  # noqa: E402
 
 
@@ -170,7 +166,6 @@ class WriteShard(beam.DoFn):
         indices = sorted(embedded)
         summary = {
             "role": role, "shard": shard, "file": None, "clips": len(indices),
-            "targets_present": [],
             "skipped": [[i, skipped[i][0].link, skipped[i][1], skipped[i][2]] for i in sorted(skipped)],
             "duplicates_dropped": duplicates,
         }
@@ -180,14 +175,12 @@ class WriteShard(beam.DoFn):
             # Same assemble + serialisation as the single-machine write_samples: same bytes.
             data = serialize_samples(assemble(clips, vectors, self.metadata[role]),
                                      where=f"cannot write {role} shard {shard}")
-            _write_bytes(_join(self.staging, base + ".pb"), data)
+            write_bytes(join(self.staging, base + ".pb"), data)
             summary.update({
                 "file": base + ".pb", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                "counts": dict(collections.Counter(_class_of(c) for c in clips)),
-                "targets_present": sorted({c.word for c in clips if c.sample_type == TARGET}),
             })
         # Written last: a summary's presence means its shard file is complete.
-        _write_bytes(_join(self.staging, base + ".json"), json.dumps(summary, ensure_ascii=False).encode("utf-8"))
+        write_bytes(join(self.staging, base + ".json"), json.dumps(summary, ensure_ascii=False).encode("utf-8"))
         yield summary["file"] or base
 
 
@@ -220,7 +213,7 @@ class ReadPlan(beam.PTransform):
                     | "Spread" >> beam.Reshuffle())
         return (pbegin
                 | "Read plan" >> beam.io.ReadFromText(self.plan_path)
-                | "Parse" >> beam.Map(_clip_from_json)
+                | "Parse" >> beam.Map(clip_from_json)
                 | "Spread" >> beam.Reshuffle()
                 | "Batch paths" >> beam.BatchElements(min_batch_size=1, max_batch_size=DECODE_CHUNK)
                 | "Resolve audio" >> beam.ParDo(ResolveAudio(self.source)))

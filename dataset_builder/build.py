@@ -1,6 +1,7 @@
-"""The local runner: experiment -> decoded clips -> embeddings -> samples.pb / eval.pb.
+"""The local runner: experiment -> decoded clips -> embeddings -> staged samples.pb / eval.pb.
 
-It chains the pure stages of :mod:`dataset_builder.stages`. Decoding (the costly
+:func:`dataset_builder.launcher.launch` drives it (:class:`LocalRunner`); it
+chains the pure stages of :mod:`dataset_builder.stages`. Decoding (the costly
 part for Opus) runs in worker processes while the main process embeds large
 batches. The decode tasks in flight are capped (two embedding batches' worth,
 at least three per worker), so memory stays bounded whatever the corpus size (the embeddings of the chosen clips, which the
@@ -11,12 +12,13 @@ every run.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import dataclasses
 import hashlib
 import itertools
-import json
 import multiprocessing
+import os
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -24,10 +26,18 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from dataset_builder.errors import BuildError
-from dataset_builder.protocol import TARGET, ChosenClip, Experiment, ExperimentParams, design_experiment
+from dataset_builder.launcher import (
+    ROLES,
+    Job,
+    Runner,
+    RunResult,
+    check_result,
+    dataset_metadata,
+    produce,
+    strict_failure,
+)
+from dataset_builder.protocol import ChosenClip, Experiment
 from dataset_builder.stages import DecodedBatch, assemble, decode_batch, embed_batch
-
-MANIFEST_FORMAT = "dataperf-speech/build-manifest/1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,10 +134,7 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
         if batch.failures:
             if options.strict:
                 index, reason, detail = batch.failures[0]
-                raise BuildError(
-                    f"clip {clips[index].link!r} is {reason} ({detail}); "
-                    "drop --strict to skip such clips and count them in manifest.json"
-                )
+                raise strict_failure(clips[index].link, reason, detail)
             failures.extend(batch.failures)
             bar.update(len(batch.failures))
         done = 0
@@ -168,61 +175,68 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
                        time.perf_counter() - start)
 
 
-def plan_experiment(source, params: ExperimentParams) -> tuple[Experiment, int]:
-    """Read the source's splits and run the protocol.
+class LocalRunner(Runner):
+    """Runs the build on this machine: decoding processes + one embedding process.
 
-    Returns:
-        ``(experiment, number of records in the splits)``.
+    Args:
+        options: parallelism, batch sizes, strictness, progress.
     """
-    records = source.records()
-    return design_experiment(records, params), len(records)
+
+    def __init__(self, options: RunOptions = RunOptions()):
+        self.options = options
+        self.strict = options.strict
+
+    def check(self, args: argparse.Namespace) -> None:
+        if args.shards != 1:
+            raise BuildError("--shards needs --runner (e.g. --runner DirectRunner)")
+
+    def run(self, job: Job) -> RunResult:
+        """Embed the job's clips and write samples.pb and eval.pb into ``job.staging``."""
+        from protos import write_samples
+
+        clips = job.clips
+        result = embed_clips(job.source, clips, job.backend, self.options)
+        skipped = [(i, clips[i].link, reason, detail) for i, reason, detail in result.failures]
+        # Checked before writing: a run that cannot be published writes nothing.
+        check_result(job.experiment, skipped, self.strict)
+
+        t = time.perf_counter()
+        n_samples = len(job.experiment.samples)
+        files, staged = {}, {}
+        for (role, name), indices in zip(ROLES, (range(n_samples), range(n_samples, len(clips)))):
+            kept = [i for i in indices if result.ok[i]]
+            sample_set = assemble([clips[i] for i in kept], result.embeddings[kept],
+                                  dataset_metadata(job.experiment, job.source, job.backend, role))
+            path = os.path.join(job.staging, name)
+            write_samples(path, sample_set)
+            data = Path(path).read_bytes()
+            files[name] = {"clips": len(kept), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            staged[name] = name
+        write_seconds = time.perf_counter() - t
+        o = self.options
+        return RunResult(
+            files=files,
+            staged=staged,
+            skipped=skipped,
+            run={"workers": o.workers, "batch_size": o.batch_size, "chunk_size": o.chunk_size,
+                 "strict": o.strict},
+            timings={
+                "decode_worker_seconds": result.decode_seconds,
+                "embed_seconds": result.embed_seconds,
+                "decode_embed_wall_seconds": result.wall_seconds,
+                "write_seconds": write_seconds,
+            },
+            work_seconds=result.wall_seconds,
+        )
 
 
-def _metadata(experiment: Experiment, source, backend, role: str):
-    from protos import DatasetMetadata
-
-    params = experiment.params.as_strings()
-    params.update({
-        "source": source.kind,
-        "nontarget_known_words": ",".join(experiment.known_words),
-        "nontarget_unknown_words": ",".join(experiment.unknown_words),
-    })
-    return DatasetMetadata(
-        language=source.lang,
-        target_keywords=list(experiment.keywords),
-        backend=backend.name,
-        embedding_dim=int(backend.dim),
-        model_id=backend.identity,
-        sample_rate=16000,
-        role=role,
-        params=dict(sorted(params.items())),
-    )
-
-
-def _split_counts(clips: Iterable[ChosenClip]) -> dict[str, int]:
-    return dict(sorted(collections.Counter(c.split for c in clips).items()))
-
-
-def _class_counts(clips: Iterable[ChosenClip]) -> dict[str, int]:
-    counter = collections.Counter(c.word if c.sample_type == TARGET else "nontarget" for c in clips)
-    return dict(sorted(counter.items()))
-
-
-def build_dataset(
-    source,
-    experiment: Experiment,
-    backend,
-    out: str | Path,
-    options: RunOptions = RunOptions(),
-    *,
-    records: int | None = None,
-    timings: dict[str, float] | None = None,
-) -> dict:
-    """Embed an experiment's clips and write samples.pb, eval.pb and manifest.json.
+def build_dataset(source, experiment: Experiment, backend, out: str | Path, options: RunOptions = RunOptions(),
+                  *, records: int | None = None, timings: dict[str, float] | None = None) -> dict:
+    """Embed an experiment's clips on this machine and publish samples.pb, eval.pb and manifest.json.
 
     Args:
         source: the :class:`dataset_builder.sources.ClipSource` the experiment was planned on.
-        experiment: from :func:`plan_experiment`.
+        experiment: from :func:`dataset_builder.launcher.plan_experiment`.
         backend: an ``embedding_model.backends.Backend``.
         out: output directory (created).
         options: how to run.
@@ -236,74 +250,5 @@ def build_dataset(
         BuildError: a strict run met a bad clip, or skipped clips left a target
             keyword without clips in one of the files.
     """
-    from protos import write_samples
-    from protos.atomic import atomic_write_text
-
-    start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    clips = experiment.samples + experiment.eval
-    result = embed_clips(source, clips, backend, options)
-
-    n_samples = len(experiment.samples)
-    kept_samples = [i for i in range(n_samples) if result.ok[i]]
-    kept_eval = [i for i in range(n_samples, len(clips)) if result.ok[i]]
-    for role, kept in (("samples.pb", kept_samples), ("eval.pb", kept_eval)):
-        present = {clips[i].word for i in kept if clips[i].sample_type == TARGET}
-        for keyword in experiment.keywords:
-            if keyword not in present:
-                raise BuildError(
-                    f"every clip of keyword {keyword!r} meant for {role} was skipped "
-                    f"(see the reasons with --strict); check the corpus audio"
-                )
-
-    t = time.perf_counter()
-    files = {}
-    for role, name, kept in (("samples", "samples.pb", kept_samples), ("eval", "eval.pb", kept_eval)):
-        sample_set = assemble([clips[i] for i in kept], result.embeddings[kept],
-                              _metadata(experiment, source, backend, role))
-        write_samples(out / name, sample_set)
-        data = (out / name).read_bytes()
-        files[name] = {"clips": len(kept), "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest()}
-    write_seconds = time.perf_counter() - t
-
-    by_reason = collections.Counter(reason for _, reason, _ in result.failures)
-    kept_samples_clips = [clips[i] for i in kept_samples]
-    kept_eval_clips = [clips[i] for i in kept_eval]
-    total_seconds = time.perf_counter() - start
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "language": source.lang,
-        "source": source.describe(),
-        "parameters": {**dataclasses.asdict(experiment.params), "keywords": list(experiment.keywords)},
-        "targets": list(experiment.keywords),
-        "nontarget_words": {"known": list(experiment.known_words),
-                            "unknown": list(experiment.unknown_words)},
-        "counts": {"samples": _class_counts(kept_samples_clips), "eval": _class_counts(kept_eval_clips)},
-        "counts_by_split": {"samples": _split_counts(kept_samples_clips),
-                            "eval": _split_counts(kept_eval_clips)},
-        "planned_counts": experiment.counts(),
-        "corpus": {"records": records, "duplicate_links": experiment.duplicate_links},
-        "skipped": {
-            "total": len(result.failures),
-            "by_reason": dict(sorted(by_reason.items())),
-            "clips": [{"id": clips[i].link, "reason": reason, "detail": detail}
-                      for i, reason, detail in result.failures],
-        },
-        "backend": {"name": backend.name, "dim": int(backend.dim), "identity": backend.identity},
-        "files": files,
-        "run": {"workers": options.workers, "batch_size": options.batch_size,
-                "chunk_size": options.chunk_size, "strict": options.strict},
-        "timings": {
-            **{k: round(v, 3) for k, v in (timings or {}).items()},
-            "decode_worker_seconds": round(result.decode_seconds, 3),
-            "embed_seconds": round(result.embed_seconds, 3),
-            "decode_embed_wall_seconds": round(result.wall_seconds, 3),
-            "write_seconds": round(write_seconds, 3),
-            "build_seconds": round(total_seconds, 3),
-            "clips_per_second": round(len(clips) / result.wall_seconds, 1) if result.wall_seconds else None,
-        },
-    }
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return manifest
+    return produce(LocalRunner(options), source, experiment, backend, os.fspath(out),
+                   records=records, timings=timings)

@@ -12,49 +12,41 @@ Examples::
     build-dataset ... --runner DataflowRunner --project P --region R \\
         --temp_location gs://b/tmp --out gs://b/out/es   # see docs/SCALE.md
 
-Exit status: 0 success; 1 bad input or data (one line on stderr says what and
-what to do); 2 command-line usage error; 3 the chosen embedding backend (or, with
---runner, Apache Beam) is not installed or has no model; 130 interrupted.
+The flags and the dispatch only: :mod:`dataset_builder.launcher` runs the
+sequence, with the local runner (:mod:`dataset_builder.build`) or, with
+``--runner``, the Apache Beam one (:mod:`dataset_builder.beam_pipeline`).
+Exit statuses are the project's (:mod:`protos.errors`): 0 success; 1 bad input
+or data (one line on stderr says what and what to do); 2 usage error; 3 the
+chosen backend or Apache Beam is not installed or has no model, or an output
+location cannot be written; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
+from typing import Sequence
 
 from dataset_builder.clitools import HelpFormatter
 from dataset_builder.errors import BuildError
 from dataset_builder.protocol import ExperimentParams
+from protos.errors import EXIT_STATUS_HELP, run_cli
 
-EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-_WAV2VEC2_ONLY = ("layer", "pooling")
-
-
-def _keywords(values: list[str]) -> tuple[str, ...]:
-    out = []
-    for value in values:
-        out += [v.strip() for v in value.split(",") if v.strip()]
-    return tuple(out)
+PROG = "build-dataset"
 
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = ExperimentParams(keywords=())
     parser = argparse.ArgumentParser(
-        prog="build-dataset",
+        prog=PROG,
         description=(
             "Build a DataPerf speech dataset: the target keywords' TRAIN clips and the "
             "'known' nontarget words' clips become samples.pb (the pool to select from); "
             "their DEV+TEST clips, the rest of the known words' clips and the 'unknown' "
             "nontarget words become eval.pb. Defaults are DataPerf's protocol."
         ),
-        epilog=(
-            "exit status: 0 ok; 1 bad input or data; 2 usage error; 3 embedding backend "
-            "not installed or model missing; 130 interrupted. See docs/BUILD.md."
-        ),
+        epilog="See docs/BUILD.md (and docs/SCALE.md for --runner). " + EXIT_STATUS_HELP,
         formatter_class=HelpFormatter,
         # With --runner, unknown options go to Beam: no abbreviation may swallow one.
         allow_abbrev=False,
@@ -117,141 +109,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="run the protocol only: print the planned counts, embed nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
-    from dataset_builder.beam_pipeline import add_beam_arguments
-
-    add_beam_arguments(parser)
+    beam = parser.add_argument_group(
+        "Apache Beam (the [beam] extra; see docs/SCALE.md)",
+        "With --runner, the build runs as a Beam pipeline; options build-dataset does not know "
+        "(--project, --region, --temp_location, --direct_num_workers, ...) are passed to Beam.")
+    beam.add_argument("--runner", metavar="NAME",
+                      help="Beam runner: DirectRunner (local), DataflowRunner, FlinkRunner, SparkRunner, ...")
+    beam.add_argument("--shards", type=int, default=1, metavar="N",
+                      help="with --runner: write samples.pb and eval.pb as N shards each "
+                           "(samples-00000-of-0000N.pb ...), read back as one dataset")
     return parser
 
 
-def params_from_args(args: argparse.Namespace) -> ExperimentParams:
-    return ExperimentParams(
-        keywords=_keywords(args.keyword),
-        known_words=args.known_words,
-        unknown_words=args.unknown_words,
-        clips_per_word=args.clips_per_word,
-        min_word_clips=args.min_word_clips,
-        min_target_train=args.min_target_train,
-        min_target_eval=args.min_target_eval,
-        max_target_train=args.max_target_train,
-        max_target_eval=args.max_target_eval,
-        seed=args.seed,
-        include_invalid=args.include_invalid,
-    )
-
-
-def source_from_args(args: argparse.Namespace):
-    from dataset_builder.sources import MswcArchive, MswcDirectory
-
-    if args.mswc_root:
-        for flag in ("splits_archive", "audio_sha256", "splits_sha256", "download_dir"):
-            if getattr(args, flag):
-                raise BuildError(f"--{flag.replace('_', '-')} only applies with --audio-archive")
-        return MswcDirectory(args.mswc_root, args.lang)
-    if not args.splits_archive:
-        raise BuildError("--audio-archive needs --splits-archive (MSWC's splits/{lang}.tar.gz)")
-    return MswcArchive(
-        args.audio_archive, args.splits_archive, args.lang,
-        audio_sha256=args.audio_sha256, splits_sha256=args.splits_sha256,
-        download_dir=args.download_dir, progress=not args.quiet,
-    )
-
-
-def backend_options(args: argparse.Namespace) -> dict:
-    options = {}
-    if args.model is not None:
-        options["model"] = args.model
-    for name in _WAV2VEC2_ONLY:
-        value = getattr(args, name)
-        if value is not None:
-            if args.backend != "wav2vec2":
-                raise BuildError(f"--{name} applies to --backend wav2vec2 only, not {args.backend!r}")
-            options[name] = value
-    return options
-
-
-def load_backend(name: str, options: dict):
-    """Create the embedding backend, turning an unknown name into a BuildError."""
-    from embedding_model.backends import get_backend
-
-    try:
-        return get_backend(name, **options)
-    except ValueError as e:
-        raise BuildError(str(e)) from None
-
-
-def _summary(manifest: dict) -> str:
-    c = manifest["counts"]
-    lines = [
-        f"samples.pb: {sum(c['samples'].values())} clips {c['samples']}",
-        f"eval.pb:    {sum(c['eval'].values())} clips {c['eval']}",
-        f"nontarget words: {len(manifest['nontarget_words']['known'])} known, "
-        f"{len(manifest['nontarget_words']['unknown'])} unknown",
-        f"skipped: {manifest['skipped']['total']} {manifest['skipped']['by_reason']}",
-        f"backend: {manifest['backend']['name']} ({manifest['backend']['dim']}-d, "
-        f"{manifest['backend']['identity']}); "
-        f"{manifest['timings']['clips_per_second']} clips/s",
-    ]
-    return "\n".join(lines)
-
-
-def check_run_args(args: argparse.Namespace) -> None:
-    """Refuse worker/batch settings that cannot run (shared by the local and Beam runners)."""
-    if args.workers < 0 or args.batch_size < 1:
-        raise BuildError("--workers must be >= 0 and --batch-size >= 1")
-
-
-def print_plan(experiment) -> None:
-    """``--dry-run``: the chosen targets, nontarget words and counts, as JSON on stdout."""
-    print(json.dumps({
-        "targets": list(experiment.keywords),
-        "nontarget_words": {"known": list(experiment.known_words),
-                            "unknown": list(experiment.unknown_words)},
-        "counts": experiment.counts(),
-    }, indent=2, ensure_ascii=False))
-
-
-def run(args: argparse.Namespace, beam_args: list[str] | None = None) -> int:
+def runner_for(args: argparse.Namespace, beam_args: Sequence[str]):
+    """The runner the flags choose: Apache Beam with ``--runner``, else the local one."""
     if args.runner:
-        from dataset_builder.beam_pipeline import run_beam_build
+        from dataset_builder.beam_pipeline import BeamOptions, BeamRunner
 
-        return run_beam_build(args, beam_args or [])
-    if args.shards != 1:
-        raise BuildError("--shards needs --runner (e.g. --runner DirectRunner)")
-    from embedding_model.backends import BackendUnavailable
+        return BeamRunner(BeamOptions(runner=args.runner, pipeline_args=tuple(beam_args),
+                                      batch_size=args.batch_size, shards=args.shards,
+                                      strict=args.strict, workers=args.workers))
+    from dataset_builder.build import LocalRunner, RunOptions
 
-    from dataset_builder.build import RunOptions, build_dataset, plan_experiment
-
-    check_run_args(args)
-    params = params_from_args(args)
-    source = source_from_args(args)
-    options = backend_options(args)
-    t = time.perf_counter()
-    experiment, n_records = plan_experiment(source, params)
-    plan_seconds = time.perf_counter() - t
-    if args.dry_run:
-        print_plan(experiment)
-        return EXIT_OK
-    t = time.perf_counter()
-    try:
-        backend = load_backend(args.backend, options)
-    except BackendUnavailable as e:
-        print(f"build-dataset: {e}", file=sys.stderr)
-        return EXIT_BACKEND
-    load_seconds = time.perf_counter() - t
-    manifest = build_dataset(
-        source, experiment, backend, args.out,
-        RunOptions(workers=args.workers, batch_size=args.batch_size, strict=args.strict,
-                   progress=not args.quiet),
-        records=n_records,
-        timings={"plan_seconds": plan_seconds, "backend_load_seconds": load_seconds},
-    )
-    if not args.quiet:
-        print(_summary(manifest))
-        print(f"wrote {args.out}/samples.pb, eval.pb, manifest.json")
-    return EXIT_OK
+    return LocalRunner(RunOptions(workers=args.workers, batch_size=args.batch_size, strict=args.strict,
+                                  progress=not args.quiet))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     # TensorFlow's start-up INFO lines (oneDNN, CPU features) drown the one-line
     # summary a user reads; a user who wants them sets the variable themselves.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -261,14 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     from corpus.layout import CorpusError
 
+    from dataset_builder.launcher import launch
+
     try:
-        return run(args, beam_args)
-    except (BuildError, CorpusError) as e:
-        print(f"build-dataset: {e}", file=sys.stderr)
-        return EXIT_DATA
-    except KeyboardInterrupt:
-        print("build-dataset: interrupted; no output was written half-way", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return launch(args, runner_for(args, beam_args))
+    except CorpusError as e:
+        raise BuildError(str(e)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``build-dataset``: returns the exit status (see the module docstring)."""
+    return run_cli(PROG, _main, argv)
 
 
 if __name__ == "__main__":

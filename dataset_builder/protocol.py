@@ -139,16 +139,28 @@ class Experiment:
     def counts(self) -> dict[str, dict[str, int]]:
         """Clips per class in each file: ``{"samples": {word or "nontarget": n}, "eval": ...}``."""
         return {
-            "samples": _class_counts(self.samples),
-            "eval": _class_counts(self.eval),
+            "samples": class_counts(self.samples),
+            "eval": class_counts(self.eval),
         }
 
 
-def _class_counts(clips: Iterable[ChosenClip]) -> dict[str, int]:
-    counter = collections.Counter(
-        c.word if c.sample_type == TARGET else "nontarget" for c in clips
-    )
-    return dict(sorted(counter.items()))
+#: The class name of every nontarget clip, whatever word it speaks.
+NONTARGET_CLASS = "nontarget"
+
+
+def class_of(clip: ChosenClip) -> str:
+    """The class a clip counts under: its word for a target, ``"nontarget"`` otherwise."""
+    return clip.word if clip.sample_type == TARGET else NONTARGET_CLASS
+
+
+def class_counts(clips: Iterable[ChosenClip]) -> dict[str, int]:
+    """Clips per class (:func:`class_of`), sorted by class name."""
+    return dict(sorted(collections.Counter(class_of(c) for c in clips).items()))
+
+
+def split_counts(clips: Iterable[ChosenClip]) -> dict[str, int]:
+    """Clips per corpus split (TRAIN / DEV / TEST), sorted by split name."""
+    return dict(sorted(collections.Counter(c.split for c in clips).items()))
 
 
 def _word_rng(seed: int, purpose: str, word: str) -> np.random.Generator:

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from dataset_builder import beam_pipeline, cli  # noqa: E402
+from dataset_builder import beam_io, beam_pipeline, cli, launcher  # noqa: E402
 from embedding_model.backends import register_backend  # noqa: E402
 from protos import read_samples  # noqa: E402
 from tests.builder_helpers import BandEnergyBackend, make_tone_corpus  # noqa: E402
@@ -37,12 +37,8 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def build(argv: list[str]) -> int:
-    """build-dataset; with --runner through build-dataset itself once cli.py has the flag."""
-    if "--runner" not in argv:
-        return cli.main(argv)
-    if "--runner" in cli.build_parser()._option_string_actions:
-        return cli.main(argv)
-    return beam_pipeline.main(argv)
+    """build-dataset, with or without --runner."""
+    return cli.main(argv)
 
 
 def argv_for(corpus: Path, out: Path, *extra: str, backend=("--backend", "test-bands")) -> list[str]:
@@ -96,13 +92,9 @@ def _replay_some_bundles(pcoll):
 
 
 def test_duplicated_deliveries_neither_duplicate_nor_drop_samples(corpus, local_build, tmp_path):
-    args = cli.build_parser()
-    beam_pipeline.add_beam_arguments(args)
-    parsed, _ = args.parse_known_args(argv_for(corpus, tmp_path, "--runner", "DirectRunner"))
-    source = beam_pipeline.source_for_beam(parsed)
-    from dataset_builder.build import plan_experiment
-
-    experiment, records = plan_experiment(source, cli.params_from_args(parsed))
+    parsed, _ = cli.build_parser().parse_known_args(argv_for(corpus, tmp_path, "--runner", "DirectRunner"))
+    source = beam_pipeline.BeamRunner().open_source(parsed)
+    experiment, records = launcher.plan_experiment(source, launcher.params_from_args(parsed))
     backend = BandEnergyBackend()
     spec = beam_pipeline.BackendSpec.of(backend, "test-bands", {})
     manifest = beam_pipeline.build_with_beam(
@@ -123,13 +115,9 @@ def _lose_one_clip(pcoll):
 
 
 def test_a_lost_clip_stops_the_build_before_anything_is_written(corpus, tmp_path):
-    parser = cli.build_parser()
-    beam_pipeline.add_beam_arguments(parser)
-    parsed, _ = parser.parse_known_args(argv_for(corpus, tmp_path, "--runner", "DirectRunner"))
-    source = beam_pipeline.source_for_beam(parsed)
-    from dataset_builder.build import plan_experiment
-
-    experiment, _ = plan_experiment(source, cli.params_from_args(parsed))
+    parsed, _ = cli.build_parser().parse_known_args(argv_for(corpus, tmp_path, "--runner", "DirectRunner"))
+    source = beam_pipeline.BeamRunner().open_source(parsed)
+    experiment, _ = launcher.plan_experiment(source, launcher.params_from_args(parsed))
     backend = BandEnergyBackend()
     with pytest.raises(cli.BuildError, match=r"accounted for 2 of the 3 clips planned for samples shard 1 "):
         beam_pipeline.build_with_beam(
@@ -162,8 +150,8 @@ def test_strict_fails_without_writing(corpus, tmp_path, capsys):
     out = tmp_path / "strict"
     assert build(argv_for(corpus, out, "--runner", "DirectRunner", "--strict", *IN_MEMORY)) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("build-dataset: clip 'año/") and "--strict" in err and "\n" not in err
-    assert not (out / "samples.pb").exists() and not list(out.glob(".beam-staging-*"))
+    assert err.startswith("build-dataset: error: clip 'año/") and "--strict" in err and "\n" not in err
+    assert not (out / "samples.pb").exists() and not list(out.glob(".staging-*"))
 
 
 def test_credentials_passed_to_beam_stay_out_of_the_manifest():
@@ -188,7 +176,7 @@ def test_a_missing_model_stops_on_the_launcher(corpus, tmp_path, capsys):
     code = build(argv_for(corpus, tmp_path / "o", "--runner", "DirectRunner", "--backend", "mswc",
                           "--model", str(tmp_path / "nowhere"), *IN_MEMORY, backend=()))
     assert code == 3
-    assert capsys.readouterr().err.startswith("build-dataset: no MSWC embedding model")
+    assert capsys.readouterr().err.startswith("build-dataset: error: no MSWC embedding model")
     assert not (tmp_path / "o").exists()
 
 
@@ -213,10 +201,10 @@ def test_a_failing_pipeline_is_one_line_and_leaves_earlier_outputs(corpus, local
                           backend=("--backend", "test-beam-wrong-shape")))
     err = capsys.readouterr().err
     assert code == 1
-    assert err.startswith("build-dataset: the Beam pipeline failed on DirectRunner: ")
+    assert err.startswith("build-dataset: error: the Beam pipeline failed on DirectRunner: ")
     assert err.count("\n") == 1 and "returned embeddings of shape" in err
     assert (out / "samples.pb").read_bytes() == before
-    assert not list(out.glob(".beam-staging-*"))
+    assert not list(out.glob(".staging-*"))
 
 
 # --------------------------------------------------------------- the shipped backend, 2 workers
@@ -381,7 +369,7 @@ def test_corpus_and_outputs_on_a_remote_filesystem(corpus, local_build, tmp_path
     assert manifest["source"] == {"kind": "mswc-dir", "root": LocalUnderScheme.PREFIX + str(corpus)}
     assert {c["id"]: c["reason"] for c in manifest["skipped"]["clips"]} == {
         "año/corrupt.opus": "unreadable", "año/empty.opus": "empty", "año/missing.opus": "missing"}
-    assert not list(out.glob(".beam-staging-*"))
+    assert not list(out.glob(".staging-*"))
 
 
 def test_a_remote_model_is_copied_locally_with_its_metadata(tmp_path):
@@ -390,11 +378,11 @@ def test_a_remote_model_is_copied_locally_with_its_metadata(tmp_path):
     (models / "mswc_embedding.keras").write_bytes(b"weights")
     (models / "mswc_embedding.json").write_text("{}")
     (models / "sub" / "extra.bin").write_bytes(b"x")
-    copied = Path(beam_pipeline.localize(LocalUnderScheme.PREFIX + str(models)))
+    copied = Path(beam_io.localize(LocalUnderScheme.PREFIX + str(models)))
     assert copied != models and (copied / "sub" / "extra.bin").read_bytes() == b"x"
     assert (copied / "mswc_embedding.keras").read_bytes() == b"weights"
-    one = Path(beam_pipeline.localize(LocalUnderScheme.PREFIX + str(models / "mswc_embedding.keras")))
+    one = Path(beam_io.localize(LocalUnderScheme.PREFIX + str(models / "mswc_embedding.keras")))
     assert one.read_bytes() == b"weights" and (one.parent / "mswc_embedding.json").is_file()
-    assert beam_pipeline.localize(str(models)) == str(models)
+    assert beam_io.localize(str(models)) == str(models)
     with pytest.raises(cli.BuildError, match="no such model"):
-        beam_pipeline.localize(LocalUnderScheme.PREFIX + str(tmp_path / "none"))
+        beam_io.localize(LocalUnderScheme.PREFIX + str(tmp_path / "none"))

@@ -11,6 +11,7 @@ import pytest
 
 from dataset_builder import cli
 from protos import NONTARGET, TARGET, read_samples
+from protos.errors import EXIT_STATUS_HELP
 from tests.builder_helpers import make_tone_corpus
 
 LANG = "es"
@@ -103,7 +104,7 @@ def test_bad_clips_are_skipped_and_counted_by_reason(built):
 def test_strict_stops_at_the_first_bad_clip(corpus_dir, tmp_path, capsys):
     assert build(corpus_dir, tmp_path, "--strict") == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("build-dataset: clip 'año/") and "\n" not in err and "--strict" in err
+    assert err.startswith("build-dataset: error: clip 'año/") and "\n" not in err and "--strict" in err
     assert not (tmp_path / "samples.pb").exists()
 
 
@@ -153,5 +154,6 @@ def test_help_and_comma_separated_keywords(corpus_dir, tmp_path, capsys):
     assert info.value.code == 0
     help_text = capsys.readouterr().out
     assert "--mswc-root" in help_text and "--audio-archive" in help_text and "exit status" in help_text
+    assert " ".join(help_text.split()).endswith(EXIT_STATUS_HELP)
     assert build(corpus_dir, tmp_path / "dry", "--dry-run", keywords=("año, Sí",)) == 0
     assert json.loads(capsys.readouterr().out)["targets"] == ["año", "sí"]
