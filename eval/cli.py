@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from eval.scoring import DATAPERF_SEEDS, score
-from eval.train_file import TrainFileError, TrainSet, load_train_file
 from protos import SampleSet, SamplesFormatError, read_samples
 from protos.atomic import atomic_write_text
+from protos.train_file import TrainFileError, TrainSet, load_train_file
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # missing/invalid file, or train and eval do not belong together
@@ -215,13 +215,7 @@ def run(args: argparse.Namespace) -> int:
 def _write_report(args: argparse.Namespace, result, train: TrainSet, eval_set: SampleSet) -> None:
     from eval.report import ReportError, ReportInputs, write_report
 
-    algorithm = ""
-    try:
-        with np.load(args.train_file, allow_pickle=False) as npz:
-            if "algorithm" in npz.files:
-                algorithm = str(npz["algorithm"])
-    except (OSError, ValueError):
-        pass
+    algorithm = train.algorithm
     meta = eval_set.metadata
     facts = [
         ("eval file", f"{args.eval_file} ({len(eval_set.ids)} clips)"),

@@ -1,36 +1,26 @@
 """DataPerf's speech scoring protocol, as a function.
 
-For each seed s in :data:`DATAPERF_SEEDS`, train
-``VotingClassifier([("svm", SVC(probability=True, random_state=s)),
-("lr", LogisticRegression(random_state=s))], voting="soft")`` on the training set,
-predict the eval set and take ``f1_score(average="macro")``; the score is the mean
-over the seeds. Classes: nontarget = 0, sorted target keywords = 1..K.
+For each seed s in :data:`DATAPERF_SEEDS`, train DataPerf's classifier
+(:func:`protos.dataperf.make_classifier`) on the training set, predict the eval set
+and take the macro F1; the score is the mean over the seeds. Classes: nontarget = 0,
+sorted target keywords = 1..K. The rules themselves live in :mod:`protos.dataperf`
+(``DATAPERF_SEEDS`` and ``make_classifier`` stay importable from here).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-from sklearn.ensemble import VotingClassifier
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.svm import SVC
 from tqdm import tqdm
 
-#: The seeds of DataPerf's final scoring protocol, in its order.
-DATAPERF_SEEDS: tuple[int, ...] = (5, 69, 98, 70, 95, 64, 37, 11, 4, 32)
-
-
-def make_classifier(seed: int) -> VotingClassifier:
-    """DataPerf's fixed classifier, seeded with ``seed``."""
-    return VotingClassifier(
-        estimators=[("svm", SVC(probability=True, random_state=seed)),
-                    ("lr", LogisticRegression(random_state=seed))],
-        voting="soft",
-    )
+from protos.dataperf import (  # noqa: F401  (make_classifier: re-exported for users of eval)
+    DATAPERF_SEEDS,
+    fit_classifier,
+    macro_f1,
+    make_classifier,
+    per_class_f1,
+)
 
 
 @dataclass
@@ -120,22 +110,12 @@ def score(
     confusion = np.zeros((n_names, n_names), dtype=np.int64)
     all_predictions = np.zeros((len(seeds), len(eval_y)), dtype=np.int64)
     for i, seed in enumerate(tqdm(seeds, desc="scoring seeds", unit="seed", disable=None if progress else True)):
-        model = make_classifier(seed)
-        with warnings.catch_warnings():
-            # The protocol is SVC(probability=True), deprecated in scikit-learn 1.9;
-            # keep it exact and keep the warning out of the report.
-            warnings.filterwarnings("ignore", message=".*`probability` parameter was deprecated",
-                                    category=FutureWarning)
-            model.fit(train_x, train_y)
+        model = fit_classifier(seed, train_x, train_y)
         predicted = np.asarray(model.predict(eval_x), dtype=np.int64)
         all_predictions[i] = predicted
         np.add.at(confusion, (eval_y, predicted), 1)
-        with warnings.catch_warnings():
-            # A class never predicted has F1 0, which is what the protocol counts.
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            per_seed[int(seed)] = float(f1_score(eval_y, predicted, average="macro"))
-            per_class[i] = f1_score(eval_y, predicted, average=None,
-                                    labels=np.arange(len(label_names)), zero_division=0)
+        per_seed[int(seed)] = macro_f1(eval_y, predicted)
+        per_class[i] = per_class_f1(eval_y, predicted, len(label_names))
 
     def counts(y: np.ndarray) -> dict[str, int]:
         return {name: int(c) for name, c in

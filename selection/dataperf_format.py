@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from protos import NONTARGET, TARGET, DatasetMetadata, SampleSet, SamplesFormatError, read_samples, write_samples
-from protos.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from protos.atomic import atomic_write_bytes, atomic_write_text
+from protos.train_file import TRAIN_FILE_NAME, TrainFileError, TrainSet, load_train_file, write_train_file
 
 ALLOWED_TRAINING_SET = "allowed_training_set.yaml"
 EVAL_YAML = "eval.yaml"
@@ -355,24 +356,22 @@ def train_json_name(language: str, train_size: int) -> str:
 def npz_to_train_json(train_file: Path, outdir: Path, language: str | None = None,
                       train_size: int | None = None) -> Path:
     """A train.npz from ``selection.main`` -> DataPerf's ``{lang}_{size}_train.json``."""
-    if not train_file.is_file():
-        raise DataPerfFormatError(f"{train_file}: no such file")
     try:
-        with np.load(train_file, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataPerfFormatError(f"{train_file}: not a readable train.npz ({exc})") from None
-    missing = [n for n in ("train_ids", "train_y", "label_names") if n not in arrays]
+        train = load_train_file(train_file)
+    except TrainFileError as exc:
+        raise DataPerfFormatError(str(exc)) from None
+    missing = [n for n, v in (("train_ids", train.ids), ("label_names", train.label_names))
+               if v is None]
     if missing:
         raise DataPerfFormatError(f"{train_file}: has no {', '.join(missing)}; the json names "
                                   "clips by id (write train.npz with python -m selection.main)")
-    ids = arrays["train_ids"].astype(str).tolist()
-    labels = arrays["train_y"].astype(np.int64).tolist()
-    label_names = arrays["label_names"].astype(str).tolist()
-    if len(ids) != len(labels) or any(not 0 <= y < len(label_names) for y in labels):
+    ids = train.ids.tolist()
+    labels = train.y.tolist()
+    label_names = train.label_names
+    if any(not 0 <= y < len(label_names) for y in labels):
         raise DataPerfFormatError(f"{train_file}: train_ids, train_y and label_names disagree")
-    recorded_lang = str(arrays["language"]) if "language" in arrays else ""
-    recorded_size = int(arrays["train_size"]) if "train_size" in arrays else 0
+    recorded_lang = train.language
+    recorded_size = train.train_size
     language = language or recorded_lang
     if not language:
         raise DataPerfFormatError(f"{train_file}: records no language; pass --language")
@@ -428,18 +427,11 @@ def train_json_to_npz(train_json: Path, samples: SampleSet, outdir: Path,
     index = np.asarray(rows, dtype=np.int64)
     meta = samples.metadata
     outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / "train.npz"
-    with atomic_write(path, "wb") as f:
-        np.savez(f, train_x=samples.embeddings[index], train_y=labels[index],
-                 train_ids=samples.ids[index], label_names=np.asarray(names, dtype=str),
-                 backend=np.asarray(meta.backend, dtype=str),
-                 model_id=np.asarray(meta.model_id, dtype=str),
-                 embedding_dim=np.asarray(samples.embedding_dim, dtype=np.int64),
-                 language=np.asarray(meta.language, dtype=str),
-                 algorithm=np.asarray(f"dataperf-json:{train_json.name}", dtype=str),
-                 train_size=np.asarray(train_size, dtype=np.int64),
-                 seed=np.asarray(0, dtype=np.int64))
-    return path
+    return write_train_file(outdir / TRAIN_FILE_NAME, TrainSet(
+        x=samples.embeddings[index], y=labels[index], ids=samples.ids[index],
+        label_names=list(names), backend=meta.backend, model_id=meta.model_id,
+        embedding_dim=samples.embedding_dim, language=meta.language,
+        algorithm=f"dataperf-json:{train_json.name}", train_size=train_size, seed=0))
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from protos import SamplesFormatError, read_samples
-from protos.atomic import atomic_write
+from protos.train_file import TRAIN_FILE_NAME, TrainSet, write_train_file
 from selection import implementations
 from selection.pool import Pool, SelectionError, validate_selection
 
@@ -24,8 +24,6 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 1  # samples.pb missing or invalid, bad flag value
 EXIT_USAGE = 2  # argparse's own code for unknown / missing flags
 EXIT_BAD_SELECTION = 3  # select() failed or returned an invalid selection
-
-TRAIN_FILE_NAME = "train.npz"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,22 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.outdir.mkdir(parents=True, exist_ok=True)
         out_path = args.outdir / TRAIN_FILE_NAME
-        with atomic_write(out_path, "wb") as f:
-            np.savez(
-                f,
-                train_x=sample_set.embeddings[rows],
-                train_y=pool.labels[rows],
-                train_ids=sample_set.ids[rows],
-                label_names=np.asarray(pool.label_names, dtype=str),
-                backend=np.asarray(meta.backend, dtype=str),
-                model_id=np.asarray(meta.model_id, dtype=str),
-                embedding_dim=np.asarray(sample_set.embedding_dim, dtype=np.int64),
-                language=np.asarray(meta.language, dtype=str),
-                # --algorithm's name, or "select()": whatever select() does by default.
-                algorithm=np.asarray(args.algorithm or "select()", dtype=str),
-                train_size=np.asarray(args.train_size, dtype=np.int64),
-                seed=np.asarray(args.seed, dtype=np.int64),
-            )
+        write_train_file(out_path, TrainSet(
+            x=sample_set.embeddings[rows], y=pool.labels[rows], ids=sample_set.ids[rows],
+            label_names=list(pool.label_names), backend=meta.backend, model_id=meta.model_id,
+            embedding_dim=sample_set.embedding_dim, language=meta.language,
+            # --algorithm's name, or "select()": whatever select() does by default.
+            algorithm=args.algorithm or "select()", train_size=args.train_size,
+            seed=args.seed))
     except OSError as exc:
         return _fail(f"cannot write {args.outdir / TRAIN_FILE_NAME}: {exc}", EXIT_BAD_INPUT)
 

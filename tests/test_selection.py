@@ -267,7 +267,7 @@ def test_crossval_budget_split_and_stratification(pool_set):
 def test_crossval_keeps_the_best_scoring_subset(pool_set, monkeypatch):
     """Whatever the candidates score, the returned subset is the best one seen."""
     seen = []
-    real_f1 = crossval.f1_score
+    real_f1 = crossval.macro_f1
 
     def recording_f1(y_true, y_pred, **kwargs):
         value = real_f1(y_true, y_pred, **kwargs)
@@ -275,21 +275,14 @@ def test_crossval_keeps_the_best_scoring_subset(pool_set, monkeypatch):
         return value
 
     fitted = []
-    real_classifier = crossval._classifier
+    real_fit = crossval.fit_classifier
 
-    def recording_classifier(seed):
-        model = real_classifier(seed)
-        real_fit = model.fit
+    def recording_fit(seed, x, y):
+        fitted.append(set(map(bytes, np.asarray(x))))
+        return real_fit(seed, x, y)
 
-        def fit(x, y):
-            fitted.append(set(map(bytes, np.asarray(x))))
-            return real_fit(x, y)
-
-        model.fit = fit
-        return model
-
-    monkeypatch.setattr(crossval, "f1_score", recording_f1)
-    monkeypatch.setattr(crossval, "_classifier", recording_classifier)
+    monkeypatch.setattr(crossval, "macro_f1", recording_f1)
+    monkeypatch.setattr(crossval, "fit_classifier", recording_fit)
     pool = make_pool(pool_set, train_size=20, seed=5)
     answer = crossval.select(pool, n_splits=3)
     assert len(seen) == 9

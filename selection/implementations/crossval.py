@@ -13,29 +13,16 @@ Cost: 100 fits on ``train_size`` samples, each scored on the rest of the pool.
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
-from sklearn.ensemble import VotingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
-from sklearn.svm import SVC
 from tqdm import tqdm
 
+from protos.dataperf import fit_classifier, macro_f1
 from selection.pool import Pool, SelectionError
 
 TARGET_FRACTION = 0.6
 N_SPLITS = 10
-
-
-def _classifier(seed: int) -> VotingClassifier:
-    # The same model DataPerf scores with, so the subsets are chosen for it.
-    return VotingClassifier(
-        estimators=[("svm", SVC(probability=True, random_state=seed)),
-                    ("lr", LogisticRegression(random_state=seed))],
-        voting="soft",
-    )
 
 
 def _subsets(labels: np.ndarray, size: int, seed: int, stratify: bool, n_splits: int):
@@ -92,14 +79,10 @@ def select(pool: Pool, n_splits: int | None = None) -> dict[str, list[str]]:
         if len(pairs) == 1 or len(held_rows) == 0:
             best_rows = train_rows
             break
-        model = _classifier(pool.seed)
-        with warnings.catch_warnings():
-            # DataPerf's protocol uses SVC(probability=True), deprecated in scikit-learn 1.9.
-            warnings.filterwarnings("ignore", message=".*`probability` parameter was deprecated",
-                                    category=FutureWarning)
-            model.fit(pool.embeddings[train_rows], pool.labels[train_rows])
+        # The classifier DataPerf scores with, so the subsets are chosen for it.
+        model = fit_classifier(pool.seed, pool.embeddings[train_rows], pool.labels[train_rows])
         predicted = model.predict(pool.embeddings[held_rows])
-        score = f1_score(pool.labels[held_rows], predicted, average="macro", zero_division=0)
+        score = macro_f1(pool.labels[held_rows], predicted)
         if score > best_score:
             best_score, best_rows = score, train_rows
     return pool.selection_from_indices(best_rows)

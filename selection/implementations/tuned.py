@@ -39,13 +39,12 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
-from sklearn.metrics import f1_score
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from selection.implementations.crossval import _classifier
+from protos.dataperf import macro_f1, make_classifier, protocol_warnings_silenced
 from selection.pool import Pool, SelectionError
 
 #: Dimensions kept by the PCA projection used for distances (not for training).
@@ -488,17 +487,12 @@ def _pseudo_splits(pool: Pool, seed: int, n_repeats: int):
 def _fit_score(x_train, y_train, x_eval, y_eval, w_eval, num_classes: int, seed: int) -> float:
     if len(np.unique(y_train)) < 2:
         return 0.0
-    model = _classifier(seed)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*`probability` parameter was deprecated",
-                                category=FutureWarning)
+    model = make_classifier(seed)
+    with protocol_warnings_silenced(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x_train, y_train)
     predicted = model.predict(x_eval)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        return float(f1_score(y_eval, predicted, average="macro", sample_weight=w_eval,
-                              labels=np.unique(y_eval), zero_division=0))
+    return macro_f1(y_eval, predicted, labels=np.unique(y_eval), sample_weight=w_eval)
 
 
 def candidate_configs() -> list[Config]:
