@@ -12,3 +12,19 @@ os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 pytest_plugins = ["tests.fixtures_corpus", "tests.fixtures_model"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "needs_system(*packages): skip with the apt-get line when a system package "
+        "(named as in dataset_builder.system_check) is missing",
+    )
+
+
+def pytest_runtest_setup(item):
+    marks = list(item.iter_markers(name="needs_system"))
+    if marks:
+        from tests.fixtures_corpus import skip_without
+
+        skip_without(*[pkg for mark in marks for pkg in mark.args])
