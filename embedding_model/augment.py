@@ -19,7 +19,7 @@ import io
 import numpy as np
 from scipy import signal
 
-SAMPLE_RATE = 16000
+from corpus.clip import SAMPLE_RATE
 
 
 def make_rir_bank(n: int, seed: int, max_len: int = 8000) -> list[np.ndarray]:

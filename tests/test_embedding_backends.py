@@ -67,6 +67,21 @@ def test_openwakeword_backend_embeds_96_dims():
         backend.embed(np.zeros((2, 100), np.float32))
 
 
+def test_every_backend_checks_the_clip_contract_with_the_one_validator(tiny_model_dir):
+    from corpus.clip import ClipContractError
+    from embedding_model.oww import OpenWakeWordEmbedder
+
+    bad = _speechlike(2)
+    bad[1, 5] = np.nan
+    embedders = [get_backend("openwakeword"), get_backend("mswc", model=tiny_model_dir),
+                 OpenWakeWordEmbedder(context="bare")]
+    for embedder in embedders:
+        with pytest.raises(ClipContractError, match=r"NaN or infinite .*clip 1"):
+            embedder.embed(bad)
+        with pytest.raises(ClipContractError, match="dtype int16"):
+            embedder.embed(np.zeros((1, 16000), np.int16))
+
+
 def test_backbone_shapes_and_named_embedding_layer():
     from embedding_model.model import EMBEDDING_LAYER, ModelConfig, build_backbone, build_embedder
 

@@ -42,7 +42,8 @@ def test_number_words_are_never_classes(tiny_model_run):
 
 
 def test_plan_holds_out_words_languages_and_voices(tiny_corpus):
-    from embedding_model.plan import heldout_clips, make_plan, plan_clips, read_voices
+    from corpus.speakers import read_voices
+    from embedding_model.plan import heldout_clips, make_plan, plan_clips
 
     voices = sorted(set(read_voices(tiny_corpus, "es").values()))
     engine = voices[0].split(":")[0]
@@ -65,6 +66,25 @@ def test_plan_holds_out_words_languages_and_voices(tiny_corpus):
     by_engine = make_plan(tiny_corpus, holdout_langs=[], holdout_engines=[engine], holdout_voice_frac=0, min_clips=2)
     train, val = plan_clips(by_engine, "es")
     assert not [r for r in train + val if r.voice.startswith(engine + ":")]
+
+
+def test_plan_reads_a_corpus_wherever_build_dataset_finds_its_splits(tmp_path):
+    from corpus.layout import ClipRecord, write_splits
+    from corpus.speakers import write_speakers
+    from embedding_model.plan import make_plan, plan_clips
+
+    # The splits as an unpacked splits/es.tar.gz leaves them, the voices sidecar beside them.
+    (tmp_path / "splits" / "es").mkdir(parents=True)
+    records = [ClipRecord(f"{w}/{w}{i}.opus", w, split, True, f"s{i}", "MALE")
+               for w in ("casa", "perro", "uno") for i, split in enumerate(("TRAIN", "TRAIN", "DEV"))]
+    write_splits(tmp_path / "splits" / "es" / "es_splits.csv", records)
+    write_speakers(tmp_path / "splits" / "es" / "es_speakers.csv", ("speaker", "engine", "voice"),
+                   [(f"s{i}", "espeak-ng", "es") for i in range(3)])
+    plan = make_plan(tmp_path, holdout_langs=[], holdout_word_frac=0, holdout_engines=[], min_clips=2)
+    assert plan.langs == ["es"] and plan.classes == ["es/casa", "es/perro"]
+    assert plan.number_words["es"] == ["uno"]
+    train, val = plan_clips(plan, "es")
+    assert len(train) == 4 and len(val) == 2 and {r.voice for r in train} == {"espeak-ng:es:"}
 
 
 def test_interrupted_training_resumes_where_it_stopped(tiny_model_run, tmp_path, capsys):

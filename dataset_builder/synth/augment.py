@@ -16,10 +16,13 @@ import numpy as np
 import soxr
 from scipy import signal
 
+from corpus.audio import OPUS_SAMPLE_RATE
+from corpus.clip import CLIP_SECONDS
 from dataset_builder.synth.speakers import Speaker
 
-SR = 48000
-CLIP_LEN = SR
+SR = OPUS_SAMPLE_RATE
+"""Rate clips are rendered and stored at: MSWC's 48 kHz Opus."""
+CLIP_LEN = SR * CLIP_SECONDS
 MAX_SHIFT_S = 0.1
 SNR_JITTER_DB = 3.0
 GAIN_JITTER_DB = 3.0
