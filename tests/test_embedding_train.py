@@ -2,9 +2,11 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.fixtures_model import train_tiny
 
@@ -143,16 +145,72 @@ def test_ship_exports_agree_and_checkpoint_resumes(tiny_model_run, tmp_path, cap
 def test_bad_corpus_is_one_clear_error(tmp_path, capsys):
     from embedding_model.train import main
 
-    assert main(["--corpus", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "run")]) == 2
+    assert main(["--corpus", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--corpus" in err[0] and "not a directory" in err[0]
     (tmp_path / "empty").mkdir()
-    assert main(["--corpus", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "run")]) == 2
+    assert main(["--corpus", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "run")]) == 1
     assert "error" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flags, complaint",
+    [
+        (["--teacher", "loud:x"], "--teacher 'loud:x': expected"),
+        (["--batch-size", "1"], "--batch-size >= 2"),
+        (["--holdout-word-frac", "2"], "--holdout-word-frac must be between 0 and 1, got 2.0"),
+    ],
+)
+def test_bad_values_are_one_line_and_exit_1(tiny_corpus, tmp_path, capsys, flags, complaint):
+    from embedding_model.train import main
+
+    code = main(["--corpus", str(tiny_corpus), "--run-dir", str(tmp_path / "run"), "--langs", "es", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and complaint in err[0] and err[0].startswith("train-embedding: error:")
+
+
+def test_usage_error_is_argparses_exit_2(tmp_path, capsys):
+    from embedding_model.train import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--corpus", str(tmp_path), "--run-dir", str(tmp_path), "--no-such-flag"])
+    assert done.value.code == 2
+
+
+def test_help_gives_each_default_once_and_the_exit_statuses(capsys):
+    from embedding_model.train import main
+    from protos.errors import EXIT_STATUS_HELP
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    flat = " ".join(text.split())
+    # Was "(default: all in the corpus) (default: None)": each default once, none printed as None.
+    assert "(default: None)" not in flat and not re.search(r"\(default:[^)]*\) \(default", flat)
+    for flag, words in (("--batch-size", "clips per training step"), ("--label-smoothing", "label smoothing"),
+                        ("--seed", "seed of the plan")):
+        assert words in flat.rsplit(f"{flag} ", 1)[1][:120], flag  # its help, not the usage line
+    assert flat.endswith(" ".join(EXIT_STATUS_HELP.split()))
+
+
+def test_config_is_frozen_and_parsed_once(tmp_path):
+    import dataclasses
+
+    from embedding_model.train_config import TrainConfig, parse_config
+
+    config = parse_config(["--corpus", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--langs", "es,en",
+                           "--holdout-engines", "", "--teacher", "none", "--specaugment", "0"])
+    assert isinstance(config, TrainConfig)
+    assert config.langs == ("es", "en") and config.holdout_engines == () and config.holdout_langs is None
+    assert config.teacher is None and config.distill_weight == 0.0 and config.specaugment is False
+    assert config.cache_root == tmp_path / "run" / "cache"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = 2
+
+
 def test_bf16_roundtrip_keeps_three_significant_digits():
-    from embedding_model.train import _from_bf16_bits, _to_bf16_bits
+    from embedding_model.trainer import _from_bf16_bits, _to_bf16_bits
 
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 1e-6
     np.testing.assert_allclose(_from_bf16_bits(_to_bf16_bits(x)), x, rtol=4e-3)
