@@ -10,7 +10,8 @@ TensorFlow. One owner for each rule:
 * :mod:`corpus.layout`: the splits CSV (four places it may live), metadata, clip
   paths, the languages of a corpus;
 * :mod:`corpus.speakers`: the synthesizer's ``{lang}_speakers.csv`` sidecar;
-* :mod:`corpus.audio`: decoding and normalising clips, writing Ogg/Opus.
+* :mod:`corpus.audio`: decoding and normalising clips, writing Ogg/Opus;
+* :mod:`corpus.rooms`: simulated shoebox rooms (synthesizer and training augmentation).
 """
 
 from corpus.audio import (
