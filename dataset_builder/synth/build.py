@@ -97,7 +97,7 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
-class ClipJob:
+class RenderJob:
     """One clip to render: ``ROOT/{lang}/clips/{word}/{clip}`` said by ``speaker``."""
 
     lang: str
@@ -117,7 +117,7 @@ class LanguagePlan:
     numbers: set[str]
     targets: set[str]
     speakers: list[Speaker]
-    jobs: list[ClipJob]
+    jobs: list[RenderJob]
 
 
 @dataclass
@@ -232,7 +232,7 @@ def plan_language(lang: str, voices: list[engines.Voice], config: SynthConfig) -
             f"({', '.join(f'{n} {split}' for split, n in short.items())}); raise --speakers-per-lang"
         )
 
-    jobs: list[ClipJob] = []
+    jobs: list[RenderJob] = []
     target_set = set(targets)
     for word in vocab:
         wanted = _clips_by_split(target_clips if word in target_set else config.clips_per_word)
@@ -244,7 +244,7 @@ def plan_language(lang: str, voices: list[engines.Voice], config: SynthConfig) -
             order = rng_for(config.seed, lang, word, "speakers", split).permutation(len(able))
             chosen += [able[i] for i in order[: wanted[split]]]
         for speaker, name in zip(chosen, _clip_names(lang, word, chosen)):
-            jobs.append(ClipJob(lang, word, name, speaker))
+            jobs.append(RenderJob(lang, word, name, speaker))
     return LanguagePlan(lang, vocab, numbers & set(vocab), target_set, speakers, jobs)
 
 
@@ -301,8 +301,8 @@ def render_task(task: tuple[Speaker, list[tuple[str, str]], int, bool]) -> list[
     return results
 
 
-def _tasks(jobs: list[ClipJob], root: Path, config: SynthConfig) -> list[tuple]:
-    by_speaker: dict[str, list[ClipJob]] = {}
+def _tasks(jobs: list[RenderJob], root: Path, config: SynthConfig) -> list[tuple]:
+    by_speaker: dict[str, list[RenderJob]] = {}
     for job in jobs:
         by_speaker.setdefault(job.speaker.speaker, []).append(job)
     tasks = []
@@ -396,7 +396,7 @@ def synthesize_corpus(config: SynthConfig) -> SynthSummary:
     root.mkdir(parents=True, exist_ok=True)
 
     summary = SynthSummary(languages=len(plans))
-    todo: list[ClipJob] = []
+    todo: list[RenderJob] = []
     for plan in plans:
         _remove_stale_temporaries(root, plan)
         for job in plan.jobs:
