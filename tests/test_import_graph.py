@@ -38,11 +38,8 @@ NO_TENSORFLOW = ("protos", "corpus", "selection", "eval")
 
 # Edges the code still has and the architecture does not allow, each with the issue
 # that removes it: (importing file, imported package).
-KNOWN_EXCEPTIONS: set[tuple[str, str]] = {
-    # Issue 14: the demo asks selection for its algorithm names; the builder must not
-    # import selection (a sideways edge). Remove this line when demo.py stops.
-    ("dataset_builder/demo.py", "selection"),
-}
+# None today (issue 14 removed the last, dataset_builder/demo.py -> selection).
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
