@@ -214,3 +214,22 @@ def test_bf16_roundtrip_keeps_three_significant_digits():
 
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 1e-6
     np.testing.assert_allclose(_from_bf16_bits(_to_bf16_bits(x)), x, rtol=4e-3)
+
+
+def test_export_command_exit_statuses(tmp_path, capsys):
+    from embedding_model.export import main
+    from protos.errors import EXIT_STATUS_HELP
+
+    assert main(["--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 3  # no model
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train with train-embedding first" in err[0]
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "mswc_embedding.keras").write_bytes(b"")
+    (tmp_path / "corpus").mkdir()
+    code = main(["--model", str(model), "--out", str(tmp_path / "out"), "--calibration-corpus", str(tmp_path / "corpus")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "no clips to calibrate on" in err[0]  # bad input
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert " ".join(capsys.readouterr().out.split()).endswith(" ".join(EXIT_STATUS_HELP.split()))
