@@ -11,11 +11,9 @@ import dataclasses
 
 import numpy as np
 
+from embedding_model.oww import DIM as TEACHER_DIM
 from embedding_model.plan import TrainingPlan, plan_clips
 from embedding_model.train_config import TrainConfig, TrainingError, log
-
-TEACHER_DIM = 96
-"""Length of openWakeWord's embedding, the distillation target."""
 
 
 @dataclasses.dataclass(frozen=True)
