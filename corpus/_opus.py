@@ -27,7 +27,8 @@ _OPUS_SET_BITRATE = 4002
 _OPUS_SET_VBR = 4006
 _OPUS_SET_COMPLEXITY = 4010
 _OPUS_GET_LOOKAHEAD = 4027
-_OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+"""The sample rates libopus encodes and decodes at."""
 _MAX_PACKET = 4000  # libopus's recommended output buffer size
 _PACKETS_PER_PAGE = 50  # one second of 20 ms frames, as opusenc does
 
@@ -101,7 +102,7 @@ def encode_ogg_opus(y: np.ndarray, sr: int, bitrate: int, complexity: int) -> by
     lib = libopus()
     if lib is None:
         raise RuntimeError("libopus is not available")
-    if sr not in _OPUS_RATES:
+    if sr not in OPUS_RATES:
         raise ValueError(f"Opus needs a sample rate of 8/12/16/24/48 kHz, got {sr}")
     y = np.ascontiguousarray(y, dtype=np.float32)
     err = ctypes.c_int(0)

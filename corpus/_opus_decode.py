@@ -18,7 +18,9 @@ import struct
 import numpy as np
 
 from corpus._ogg import ogg_crc
-from corpus._opus import libopus
+from corpus._opus import OPUS_RATES, libopus
+from protos.clip_format import SAMPLE_RATE
+from protos.errors import InputError
 
 _HEAD_MAGIC = b"OpusHead"
 _TAGS_MAGIC = b"OpusTags"
@@ -26,10 +28,9 @@ _OGG_HEADER = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, s
 _FLAG_CONTINUED = 0x01
 _GRANULE_RATE = 48000  # RFC 7845: granule positions and pre-skip always count 48 kHz samples
 _MAX_FRAME_MS = 120  # the longest an Opus packet can be
-RATES = (8000, 12000, 16000, 24000, 48000)
 
 
-class NativeDecodeError(ValueError):
+class NativeDecodeError(InputError):
     """The bytes are not a single-stream Ogg/Opus file this decoder handles, or are damaged."""
 
 
@@ -107,7 +108,7 @@ def _packets(data: bytes) -> tuple[list[bytes], int]:
     return packets, last_granule
 
 
-def decode_ogg_opus(data: bytes, rate: int = 16000) -> np.ndarray:
+def decode_ogg_opus(data: bytes, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode a single-stream Ogg/Opus file at ``rate``, mixed down to mono.
 
     Applies the ``OpusHead`` pre-skip (scaled from 48 kHz to ``rate``) and output gain,
@@ -125,7 +126,7 @@ def decode_ogg_opus(data: bytes, rate: int = 16000) -> np.ndarray:
         NativeDecodeError: libopus is missing, or the file is not a 1-2 channel,
             mapping-family-0 Ogg/Opus stream that decodes cleanly.
     """
-    if rate not in RATES:
+    if rate not in OPUS_RATES:
         raise ValueError(f"Opus decodes at 8/12/16/24/48 kHz, not {rate}")
     lib = libopus()
     if lib is None:

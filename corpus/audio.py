@@ -27,13 +27,9 @@ import soxr
 from corpus import _opus
 from corpus._ogg import set_stream_serial
 from corpus._opus_decode import NativeDecodeError, decode_ogg_opus, is_ogg_opus
+from corpus.clip import CLIP_SAMPLES, SAMPLE_RATE
 from protos.atomic import atomic_write_bytes
-
-SAMPLE_RATE = 16000
-"""Sample rate of a normalised clip, in Hz."""
-
-CLIP_SAMPLES = 16000
-"""Length of a normalised clip: one second at :data:`SAMPLE_RATE`."""
+from protos.errors import InputError
 
 OPUS_SAMPLE_RATE = 48000
 """Sample rate of MSWC's Opus files, and the rate libsndfile always decodes Opus at."""
@@ -44,7 +40,7 @@ SILENCE_PEAK = 1e-4
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
 
-class ClipError(ValueError):
+class ClipError(InputError):
     """A clip that cannot be used, with a machine-readable ``reason``.
 
     Attributes:
@@ -247,7 +243,7 @@ def encode_opus(y: np.ndarray, sr: int = OPUS_SAMPLE_RATE, bitrate: int = 32000,
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ValueError(f"expected mono audio of shape (n,), got shape {y.shape}")
-    if sr not in (8000, 12000, 16000, 24000, 48000):
+    if sr not in _opus.OPUS_RATES:
         raise ValueError(f"Opus needs a sample rate of 8/12/16/24/48 kHz, got {sr}")
     if not 6000 <= bitrate <= 510000:
         raise ValueError(f"Opus bitrate must be 6000-510000 bit/s, got {bitrate}")

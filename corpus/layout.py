@@ -10,7 +10,9 @@
 ``LINK`` is ``word/clip.opus`` and doubles as the sample id (unique within a
 language). The public archives unpack the splits in slightly different places, so
 the reader also looks in ``ROOT/{lang}/``, ``ROOT/splits/`` and
-``ROOT/splits/{lang}/``. Everything is UTF-8 ("año" is a word like any other).
+``ROOT/splits/{lang}/``; :func:`corpus_langs` finds languages in the same four
+places. Every text file is UTF-8 ("año" is a word like any other); a file in another
+encoding is refused with one line naming it.
 """
 
 from __future__ import annotations
@@ -26,14 +28,40 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
 from protos.atomic import atomic_write_bytes
+from protos.errors import InputError
 
 SPLITS_HEADER = ("SET", "LINK", "WORD", "VALID", "SPEAKER", "GENDER")
 SPLITS = ("TRAIN", "DEV", "TEST")
 METADATA_NAMES = ("metadata.json.gz", "metadata.json")
+TEXT_ENCODING = "utf-8"
+"""Encoding of every text file of the corpus (a UTF-8 byte-order mark is tolerated)."""
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """The corpus on disk is missing something or is malformed; the message says where."""
+
+
+def decode_text(path: str | os.PathLike, raw: bytes) -> str:
+    """``raw``, the bytes of the corpus file ``path``, as text.
+
+    Raises:
+        CorpusError: the bytes are not :data:`TEXT_ENCODING`; the message names the
+            file, the first bad byte and the encoding expected.
+    """
+    try:
+        # utf-8-sig: spreadsheet tools like to prepend a BOM when they re-save a CSV.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CorpusError(
+            f"{path}:{line}: not {TEXT_ENCODING.upper()} text (byte 0x{raw[e.start]:02x}); "
+            f"re-save the file as {TEXT_ENCODING.upper()}"
+        ) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The corpus text file ``path``, decoded with :func:`decode_text`."""
+    return decode_text(path, Path(path).read_bytes())
 
 
 @dataclass(frozen=True)
@@ -81,6 +109,18 @@ def find_splits_csv(root: str | os.PathLike, lang: str) -> Path:
     )
 
 
+def corpus_langs(root: str | os.PathLike) -> list[str]:
+    """Languages with a splits CSV in any place :func:`find_splits_csv` looks, sorted."""
+    root = Path(root)
+    langs: set[str] = set()
+    for pattern in ("*_splits.csv", "*/*_splits.csv", "splits/*_splits.csv", "splits/*/*_splits.csv"):
+        for path in root.glob(pattern):
+            lang = path.name[: -len("_splits.csv")]
+            if lang and path.is_file() and path in splits_csv_candidates(root, lang):
+                langs.add(lang)
+    return sorted(langs)
+
+
 def _parse_valid(value: str, where: str) -> bool:
     v = value.strip().lower()
     if v in ("true", "1", "yes"):
@@ -101,46 +141,58 @@ def read_splits(root: str | os.PathLike, lang: str) -> list[ClipRecord]:
         One :class:`ClipRecord` per row, in file order.
 
     Raises:
-        CorpusError: missing file, wrong header, unknown SET, or a malformed LINK.
+        CorpusError: missing file, not UTF-8, wrong header, a row with too few or
+            too many fields, unknown SET, or a malformed LINK.
     """
     path = find_splits_csv(root, lang)
-    # utf-8-sig: spreadsheet tools like to prepend a BOM when they re-save a CSV.
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise CorpusError(f"{path}: empty file, expected header {','.join(SPLITS_HEADER)}") from None
-        header = [h.strip().upper() for h in header]
-        missing = [h for h in SPLITS_HEADER if h not in header]
-        if missing:
+    try:
+        # Streamed: a big language's splits file is hundreds of MB.
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return _parse_splits(path, csv.reader(f))
+    except UnicodeDecodeError:
+        read_text(path)  # raises the CorpusError that names the line and the byte
+        raise
+
+
+def _parse_splits(path: Path, reader) -> list[ClipRecord]:
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise CorpusError(f"{path}: empty file, expected header {','.join(SPLITS_HEADER)}") from None
+    header = [h.strip().upper() for h in header]
+    missing = [h for h in SPLITS_HEADER if h not in header]
+    if missing:
+        raise CorpusError(
+            f"{path}: header {','.join(header)} lacks {','.join(missing)}; "
+            f"expected {','.join(SPLITS_HEADER)}"
+        )
+    col = {h: header.index(h) for h in SPLITS_HEADER}
+    records = []
+    for row in reader:
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        # The reader's own count: a quoted field may span lines.
+        where = f"{path}:{reader.line_num}"
+        if len(row) != len(header):
             raise CorpusError(
-                f"{path}: header {','.join(header)} lacks {','.join(missing)}; "
-                f"expected {','.join(SPLITS_HEADER)}"
+                f"{where}: {len(row)} fields, expected {len(header)} ({','.join(header)}); "
+                "quote a field that contains a comma"
             )
-        col = {h: header.index(h) for h in SPLITS_HEADER}
-        records = []
-        for line_no, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            where = f"{path}:{line_no}"
-            if len(row) < len(header):
-                raise CorpusError(f"{where}: {len(row)} fields, expected {len(header)}")
-            split = row[col["SET"]].strip().upper()
-            if split not in SPLITS:
-                raise CorpusError(f"{where}: SET must be one of {', '.join(SPLITS)}, got {row[col['SET']]!r}")
-            link = row[col["LINK"]].strip()
-            _check_link(link, where)
-            records.append(
-                ClipRecord(
-                    link=link,
-                    word=row[col["WORD"]].strip(),
-                    split=split,
-                    valid=_parse_valid(row[col["VALID"]], where),
-                    speaker=row[col["SPEAKER"]].strip(),
-                    gender=row[col["GENDER"]].strip(),
-                )
+        split = row[col["SET"]].strip().upper()
+        if split not in SPLITS:
+            raise CorpusError(f"{where}: SET must be one of {', '.join(SPLITS)}, got {row[col['SET']]!r}")
+        link = row[col["LINK"]].strip()
+        _check_link(link, where)
+        records.append(
+            ClipRecord(
+                link=link,
+                word=row[col["WORD"]].strip(),
+                split=split,
+                valid=_parse_valid(row[col["VALID"]], where),
+                speaker=row[col["SPEAKER"]].strip(),
+                gender=row[col["GENDER"]].strip(),
             )
+        )
     return records
 
 
@@ -164,8 +216,11 @@ def read_metadata(root: str | os.PathLike) -> dict | None:
             raw = path.read_bytes()
             if name.endswith(".gz"):
                 raw = gzip.decompress(raw)
-            data = json.loads(raw.decode("utf-8"))
-        except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise CorpusError(f"{path}: not a readable metadata file ({e})") from e
+        try:
+            data = json.loads(decode_text(path, raw))
+        except json.JSONDecodeError as e:
             raise CorpusError(f"{path}: not a readable metadata file ({e})") from e
         if not isinstance(data, dict):
             raise CorpusError(f"{path}: expected a JSON object keyed by language")

@@ -19,7 +19,8 @@ import io
 import numpy as np
 from scipy import signal
 
-SAMPLE_RATE = 16000
+from corpus.clip import SAMPLE_RATE
+from corpus.rooms import shoebox_rir
 
 
 def make_rir_bank(n: int, seed: int, max_len: int = 8000) -> list[np.ndarray]:
@@ -34,26 +35,15 @@ def make_rir_bank(n: int, seed: int, max_len: int = 8000) -> list[np.ndarray]:
         list of np.ndarray [shape=(<= max_len,)] float32, each starting at its direct
         path and scaled to unit energy.
     """
-    import pyroomacoustics as pra
-
     rng = np.random.default_rng(seed)
     bank = []
     while len(bank) < n:
         dims = rng.uniform([2.5, 2.5, 2.2], [10.0, 8.0, 4.0])
         rt60 = rng.uniform(0.15, 0.9)
         try:
-            absorption, max_order = pra.inverse_sabine(rt60, dims)
+            rir = shoebox_rir(dims, rt60, SAMPLE_RATE, rng, max_order=14)
         except ValueError:
             continue  # this room cannot reach that RT60; draw another
-        room = pra.ShoeBox(
-            dims, fs=SAMPLE_RATE, materials=pra.Material(absorption), max_order=min(max_order, 14)
-        )
-        src = rng.uniform(0.5, dims - 0.5)
-        mic = rng.uniform(0.5, dims - 0.5)
-        room.add_source(src)
-        room.add_microphone(mic)
-        room.compute_rir()
-        rir = np.asarray(room.rir[0][0], dtype=np.float64)
         start = max(int(np.argmax(np.abs(rir))) - 16, 0)
         rir = rir[start : start + max_len]
         bank.append((rir / (np.sqrt(np.sum(rir**2)) + 1e-12)).astype(np.float32))

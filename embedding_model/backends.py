@@ -26,12 +26,14 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-CLIP_SAMPLES = 16000
+from corpus.clip import CLIP_SAMPLES, check_clips
+from protos.errors import EnvironmentProblem, InputError
+
 MODEL_FILENAME = "mswc_embedding.keras"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(EnvironmentProblem):
     """A backend's dependencies or weights are missing; the message says what to install."""
 
 
@@ -79,11 +81,11 @@ def get_backend(name: str, **options: Any) -> Backend:
     """Create the backend registered as ``name`` with keyword ``options``.
 
     Raises:
-        ValueError: ``name`` is not registered.
+        InputError: ``name`` is not registered (a ``ValueError``).
         BackendUnavailable: the backend's optional dependencies are not installed.
     """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown embedding backend {name!r}; available: {', '.join(list_backends())}")
+        raise InputError(f"unknown embedding backend {name!r}; available: {', '.join(list_backends())}")
     factory = _REGISTRY[name]
     if isinstance(factory, str):
         module_name, _, attr = factory.partition(":")
@@ -100,16 +102,6 @@ def get_backend(name: str, **options: Any) -> Backend:
 
 def _extra_for(name: str) -> str:
     return {"mswc": "pipeline", "openwakeword": "openwakeword"}.get(name, name)
-
-
-def _check_clips(clips: np.ndarray, who: str) -> np.ndarray:
-    clips = np.asarray(clips)
-    if clips.ndim != 2 or clips.shape[1] != CLIP_SAMPLES:
-        raise ValueError(f"{who}: expected clips of shape [N, {CLIP_SAMPLES}] (1 s at 16 kHz), got {clips.shape}")
-    clips = clips.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(clips)):
-        raise ValueError(f"{who}: clips contain NaN or infinite samples")
-    return clips
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:
@@ -166,7 +158,7 @@ class MswcBackend:
         padding a clip's embedding would change with how its batch was cut (and the
         local and Beam builds, which cut batches differently, would differ).
         """
-        clips = _check_clips(clips, "mswc backend")
+        clips = check_clips(clips, "mswc backend")
         n = clips.shape[0]
         out = np.empty((n, self.dim), dtype=np.float32)
         for start in range(0, n, self.batch_size):
@@ -216,4 +208,4 @@ class OpenWakeWordBackend:
 
     def embed(self, clips: np.ndarray) -> np.ndarray:
         """clips [N, 16000] float32 in [-1, 1] -> embeddings [N, 96] float32."""
-        return self._embedder.embed(_check_clips(clips, "openwakeword backend"))
+        return self._embedder.embed(clips)

@@ -29,14 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.clip import CLIP_SAMPLES, SAMPLE_RATE
 from protos.atomic import atomic_write_bytes, atomic_write_text
+from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_cli
 
 KERAS_NAME = "mswc_embedding.keras"
 META_NAME = "mswc_embedding.json"
 SAVED_MODEL_NAME = "saved_model"
 TFLITE_NAME = "mswc_embedding.tflite"
 TFLITE_INT8_NAME = "mswc_embedding_int8.tflite"
-CLIP_SAMPLES = 16000
 
 
 def save_embedder(backbone, out_dir: str | Path, info: dict | None = None) -> Path:
@@ -250,7 +251,7 @@ def _summary(cos: np.ndarray) -> dict:
 def _probe_clips(n: int = 16, seed: int = 0) -> np.ndarray:
     """Seeded speech-like test signals: harmonic tones with envelopes plus noise."""
     rng = np.random.default_rng(seed)
-    t = np.arange(CLIP_SAMPLES) / 16000
+    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE
     clips = []
     for _ in range(n):
         f0 = rng.uniform(90, 250)
@@ -266,12 +267,12 @@ def calibration_clips(corpus: str | Path, n: int = 200, seed: int = 0) -> np.nda
     from corpus.audio import ClipError, load_clip
     from corpus.layout import clip_path, read_splits
 
-    from embedding_model.plan import corpus_langs
+    from corpus.layout import corpus_langs
 
     corpus = Path(corpus)
     refs = [(lang, r.link) for lang in corpus_langs(corpus) for r in read_splits(corpus, lang) if r.valid]
     if not refs:
-        raise ValueError(f"{corpus}: no clips to calibrate on")
+        raise InputError(f"{corpus}: no clips to calibrate on")
     rng = np.random.default_rng(seed)
     clips = []
     for i in rng.permutation(len(refs)):
@@ -284,28 +285,38 @@ def calibration_clips(corpus: str | Path, n: int = 200, seed: int = 0) -> np.nda
     return np.stack(clips)
 
 
+PROG = "python -m embedding_model.export"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the export command; returns the exit status (see :mod:`protos.errors`)."""
+    return run_cli(PROG, _run, argv)
+
+
+def _run(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m embedding_model.export",
+        prog=PROG,
         description="Export a trained embedding model (directory with mswc_embedding.keras) to "
         "SavedModel and TFLite (float, and int8 if it keeps cosine >= --int8-min-cosine).",
+        epilog=EXIT_STATUS_HELP,
     )
     p.add_argument("--model", required=True, type=Path, help="directory holding mswc_embedding.keras")
     p.add_argument("--out", required=True, type=Path, help="output directory (e.g. models)")
     p.add_argument("--calibration-corpus", type=Path, default=None,
                    help="MSWC-layout corpus to calibrate int8 on (int8 is skipped without it)")
-    p.add_argument("--int8-min-cosine", type=float, default=0.98)
+    p.add_argument("--int8-min-cosine", type=float, default=0.98,
+                   help="keep the int8 model only if its mean cosine to the Keras embeddings is at least this (default: 0.98)")
     args = p.parse_args(argv)
     if not (args.model / KERAS_NAME).is_file():
-        print(f"export: error: {args.model / KERAS_NAME} not found (train with train-embedding first)", file=sys.stderr)
-        return 2
+        raise EnvironmentProblem(f"{args.model / KERAS_NAME} not found (train with train-embedding first)")
     calibration = None
     if args.calibration_corpus is not None:
         try:
             calibration = calibration_clips(args.calibration_corpus)
         except (ValueError, OSError) as exc:
-            print(f"export: error: {exc}", file=sys.stderr)
-            return 2
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"--calibration-corpus {args.calibration_corpus}: {exc}") from exc
     checks = export_all(args.model, args.out, calibration=calibration, int8_min_cosine=args.int8_min_cosine)
     print(json.dumps(checks, indent=1))
     return 0

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
+from corpus.clip import CLIP_SAMPLES, SAMPLE_RATE, check_clips
+
 WIN_LENGTH = 480  # 30 ms
 HOP_LENGTH = 320  # 20 ms
 N_FFT = 512
@@ -89,9 +89,7 @@ def log_mel_numpy(clips: np.ndarray) -> np.ndarray:
     Returns:
         np.ndarray [shape=(N, 49, 40)] float32: ``log(mel_power + 1e-6)``.
     """
-    clips = np.asarray(clips, dtype=np.float32)
-    if clips.ndim != 2 or clips.shape[1] != CLIP_SAMPLES:
-        raise ValueError(f"expected clips of shape [N, {CLIP_SAMPLES}], got {clips.shape}")
+    clips = check_clips(clips, "log-mel frontend")
     idx = np.arange(N_FRAMES)[:, None] * HOP_LENGTH + np.arange(WIN_LENGTH)[None, :]
     frames = clips[:, idx] * _periodic_hann(WIN_LENGTH)
     spec = np.fft.rfft(frames, n=N_FFT, axis=-1)

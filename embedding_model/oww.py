@@ -20,13 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.clip import check_clips
+from protos.errors import EnvironmentProblem
+
 DIM = 96
 WINDOW_FRAMES = 76
 MEL_BINS = 32
 CONTEXTS = ("centered2s", "bare")
 
 
-class OpenWakeWordMissing(RuntimeError):
+class OpenWakeWordMissing(EnvironmentProblem):
     """The openwakeword 0.4.0 wheel or onnxruntime is not installed."""
 
 
@@ -96,9 +99,7 @@ class OpenWakeWordEmbedder:
         Returns:
             np.ndarray [shape=(N, 96)] float32.
         """
-        clips = np.asarray(clips, dtype=np.float32)
-        if clips.ndim != 2:
-            raise ValueError(f"expected clips of shape [N, samples], got {clips.shape}")
+        clips = check_clips(clips, "openwakeword backend")
         out = np.empty((clips.shape[0], DIM), dtype=np.float32)
         for start in range(0, clips.shape[0], batch_size):
             out[start : start + batch_size] = self._embed_batch(clips[start : start + batch_size])

@@ -18,7 +18,6 @@ never heard:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -26,10 +25,14 @@ import random
 from pathlib import Path
 from typing import Iterable
 
+from corpus.layout import corpus_langs, read_splits, read_word_counts
+from corpus.speakers import read_voices
+from corpus.words import number_words
 from protos.atomic import atomic_write_text
+from protos.errors import InputError
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """The corpus cannot support the requested plan (message says what to change)."""
 
 
@@ -86,60 +89,6 @@ class TrainingPlan:
         return parts[0] in self.holdout_engines or ":".join(parts[:2]) in self.holdout_engines
 
 
-def number_words(lang: str) -> set[str]:
-    """Number words of ``lang`` (cardinals and ordinals) that must never be trained on."""
-    try:
-        from dataset_builder.synth.vocab import number_words as corpus_number_words
-    except ImportError:
-        return set(_FALLBACK_NUMBERS.get(lang, ()))
-    return {w.lower() for w in corpus_number_words(lang)} | set(_FALLBACK_NUMBERS.get(lang, ()))
-
-
-# Used only when the synthesizer's vocabulary module is not installed.
-_FALLBACK_NUMBERS = {
-    "en": "zero one two three four five six seven eight nine ten eleven twelve twenty hundred thousand "
-    "first second third fourth fifth sixth seventh eighth ninth tenth".split(),
-    "es": "cero uno una dos tres cuatro cinco seis siete ocho nueve diez once doce veinte cien mil "
-    "primero primera segundo segunda tercero tercera cuarto quinto sexto".split(),
-    "de": "null eins ein eine zwei drei vier fünf sechs sieben acht neun zehn elf zwölf zwanzig hundert "
-    "tausend erste ersten erster zweite zweiten dritte dritten".split(),
-    "fr": "zéro un une deux trois quatre cinq six sept huit neuf dix onze douze vingt cent mille "
-    "premier première deuxième troisième second seconde".split(),
-    "it": "zero uno una due tre quattro cinque sei sette otto nove dieci undici dodici venti cento mille "
-    "primo prima secondo seconda terzo terza".split(),
-    "pt": "zero um uma dois duas três quatro cinco seis sete oito nove dez onze doze vinte cem mil "
-    "primeiro primeira segundo segunda terceiro".split(),
-    "nl": "nul een één twee drie vier vijf zes zeven acht negen tien elf twaalf twintig honderd duizend "
-    "eerste tweede derde".split(),
-    "pl": "zero jeden jedna dwa dwie trzy cztery pięć sześć siedem osiem dziewięć dziesięć sto tysiąc "
-    "pierwszy pierwsza drugi druga trzeci".split(),
-}
-
-
-def read_voices(root: Path, lang: str) -> dict[str, str]:
-    """speaker -> voice key ``"engine:voice:variant"`` from ``ROOT/{lang}_speakers.csv``.
-
-    Empty if the sidecar is absent (a real MSWC corpus): each speaker is then its own voice.
-    """
-    path = root / f"{lang}_speakers.csv"
-    if not path.is_file():
-        return {}
-    voices = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for raw in csv.DictReader(f):
-            row = {(k or "").strip().lower(): (v or "") for k, v in raw.items()}  # header case varies
-            engine = (row.get("engine") or "").strip() or "unknown"
-            voice = (row.get("voice") or row.get("speaker") or "").strip()
-            variant = (row.get("variant") or "").strip()
-            voices[row["speaker"]] = f"{engine}:{voice}:{variant}"
-    return voices
-
-
-def corpus_langs(root: Path) -> list[str]:
-    """Languages with a splits CSV in the corpus, sorted."""
-    return sorted(p.name[: -len("_splits.csv")] for p in root.glob("*_splits.csv"))
-
-
 def make_plan(
     root: str | Path,
     langs: Iterable[str] | None = None,
@@ -167,8 +116,6 @@ def make_plan(
         min_clips: a word needs this many valid clips to be a class.
         seed: random seed for every sample above.
     """
-    from corpus.layout import read_splits, read_word_counts
-
     root = Path(root)
     available = corpus_langs(root)
     langs = sorted(langs) if langs else available
@@ -202,7 +149,7 @@ def make_plan(
     for lang in langs:
         counts = read_word_counts(root, lang)
         valid = _valid_counts(read_splits(root, lang))
-        nums = number_words(lang)
+        nums = number_words(lang, with_common_forms=True)
         numbers[lang] = sorted(w for w in counts if w in nums)
         frequent = sorted(
             (w for w in counts if w not in nums and valid.get(w, 0) >= min_clips),
@@ -247,8 +194,6 @@ def _valid_counts(records) -> dict[str, int]:
 
 def plan_clips(plan: TrainingPlan, lang: str) -> tuple[list[ClipRef], list[ClipRef]]:
     """(training clips, validation clips) of one training language, in corpus order."""
-    from corpus.layout import read_splits
-
     root = Path(plan.corpus)
     voices = read_voices(root, lang)
     classes = {c.split("/", 1)[1] for c in plan.classes if c.split("/", 1)[0] == lang}
@@ -276,8 +221,6 @@ def heldout_clips(plan: TrainingPlan, lang: str) -> dict[str, list[ClipRef]]:
         held-out language from kept voices; clips of held-out voices (any word); clips
         of class words from kept voices in the TEST split.
     """
-    from corpus.layout import read_splits
-
     root = Path(plan.corpus)
     voices = read_voices(root, lang)
     held_words = set(plan.holdout_words.get(lang, [])) | set(plan.number_words.get(lang, []))

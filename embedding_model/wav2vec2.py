@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.clip import SAMPLE_RATE, check_clips
 from embedding_model.backends import BackendUnavailable
 
 INSTALL_HINT = "pip install 'dataperf-speech[wav2vec2]' (torch==2.13.0, transformers==5.24.0)"
 POOLINGS = ("mean", "max", "meanmax")
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
 
 
 class Wav2Vec2Backend:
@@ -112,9 +111,7 @@ class Wav2Vec2Backend:
 
     def embed(self, clips: np.ndarray) -> np.ndarray:
         """clips [N, 16000] float32 in [-1, 1] -> embeddings [N, dim] float32."""
-        clips = np.asarray(clips, dtype=np.float32)
-        if clips.ndim != 2 or clips.shape[1] != CLIP_SAMPLES:
-            raise ValueError(f"wav2vec2 backend: expected clips of shape [N, {CLIP_SAMPLES}], got {clips.shape}")
+        clips = check_clips(clips, "wav2vec2 backend")
         torch = self._torch
         out = np.empty((len(clips), self.dim), dtype=np.float32)
         with torch.inference_mode():

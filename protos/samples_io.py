@@ -37,6 +37,7 @@ from google.protobuf.message import DecodeError
 
 from protos import samples_pb2
 from protos.atomic import atomic_write_bytes
+from protos.clip_format import SAMPLE_RATE
 from protos.shards import ShardSetError, parse_shard_name, resolve_sample_files, shard_glob, shard_name
 
 TARGET: int = samples_pb2.TARGET  # 0, as in the seed schema
@@ -47,7 +48,7 @@ NONTARGET_LABEL = "nontarget"
 #: Label name of class 1 in a seed-schema file (no keywords): a two-class task.
 SEED_TARGET_LABEL = "target"
 #: Sample rate assumed when a file does not record one (MSWC clips are 16 kHz).
-DEFAULT_SAMPLE_RATE = 16000
+DEFAULT_SAMPLE_RATE = SAMPLE_RATE
 
 _VECTOR_FIELD = samples_pb2.Sample.MSWC_EMBEDDING_VECTOR_FIELD_NUMBER
 

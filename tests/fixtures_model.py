@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Options that make train-embedding run in seconds on the tiny corpus: a tiny backbone,
@@ -30,6 +31,19 @@ def train_tiny(corpus: Path, run_dir: Path, *extra: str) -> int:
     from embedding_model.train import main
 
     return main(["--corpus", str(corpus), "--run-dir", str(run_dir), *TINY_TRAIN_ARGS, *extra])
+
+
+def speechlike_clips(n: int = 4, seed: int = 0) -> np.ndarray:
+    """``n`` seeded one-second clips [n, 16000] float32: a harmonic voice (90-250 Hz) under a word-length envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(16000) / 16000
+    clips = []
+    for _ in range(n):
+        f0 = rng.uniform(90, 250)
+        y = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 10))
+        y = y * np.exp(-((t - 0.5) ** 2) / 0.02) + 0.005 * rng.standard_normal(16000)
+        clips.append(0.5 * y / np.abs(y).max())
+    return np.asarray(clips, dtype=np.float32)
 
 
 @pytest.fixture(scope="session")

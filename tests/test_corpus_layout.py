@@ -12,6 +12,7 @@ from corpus.layout import (
     ClipRecord,
     CorpusError,
     clip_path,
+    corpus_langs,
     read_metadata,
     read_splits,
     read_word_counts,
@@ -64,6 +65,8 @@ def test_bom_and_lower_case_valid_are_accepted(tmp_path):
         ("VALIDATION,a/b.opus,a,True,s,MALE", "SET must be one of"),
         ("TRAIN,../../etc/passwd,a,True,s,MALE", "LINK must look like word/clip.opus"),
         ("TRAIN,a/b.opus,a,maybe,s,MALE", "VALID must be True or False"),
+        ("TRAIN,a/b.opus,a,True,s", "5 fields, expected 6"),
+        ("TRAIN,a/b.opus,a,b,True,s,MALE", "7 fields, expected 6"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path, row, complaint):
@@ -71,6 +74,28 @@ def test_malformed_rows_name_file_and_line(tmp_path, row, complaint):
     with pytest.raises(CorpusError, match=complaint) as err:
         read_splits(tmp_path, "es")
     assert "es_splits.csv:2" in str(err.value)
+
+
+def test_latin1_splits_is_one_line_naming_file_line_and_encoding(tmp_path):
+    text = "SET,LINK,WORD,VALID,SPEAKER,GENDER\nTRAIN,casa/a.opus,casa,True,s,MALE\nTRAIN,año/b.opus,año,True,s,MALE\n"
+    (tmp_path / "es_splits.csv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(CorpusError) as err:
+        read_splits(tmp_path, "es")
+    message = str(err.value)
+    assert "\n" not in message and "es_splits.csv:3: not UTF-8 text (byte 0xf1)" in message
+    assert "re-save the file as UTF-8" in message
+
+
+def test_languages_are_found_in_every_place_the_splits_may_be(tmp_path):
+    for where in ("en_splits.csv", "es/es_splits.csv", "splits/de_splits.csv", "splits/fr/fr_splits.csv"):
+        (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+        write_splits(tmp_path / where, RECORDS)
+    # Not places the reader looks: a language directory with another language's file, a directory.
+    (tmp_path / "it").mkdir()
+    write_splits(tmp_path / "it" / "pt_splits.csv", RECORDS)
+    (tmp_path / "nl_splits.csv").mkdir()
+    assert corpus_langs(tmp_path) == ["de", "en", "es", "fr"]
+    assert all(read_splits(tmp_path, lang) == RECORDS for lang in corpus_langs(tmp_path))
 
 
 def test_wrong_header_is_reported(tmp_path):
@@ -114,7 +139,7 @@ def test_corpus_package_imports_nothing_above_it():
     import sys
 
     code = (
-        "import sys, corpus, corpus.audio, corpus.layout\n"
+        "import sys, corpus, corpus.audio, corpus.layout, corpus.words, corpus.speakers, corpus.clip\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'embedding_model', 'dataset_builder'))\n"
         "print(','.join(bad))\n"
     )

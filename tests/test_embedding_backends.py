@@ -5,18 +5,7 @@ import pytest
 
 import embedding_model
 from embedding_model import BackendUnavailable, get_backend, list_backends, register_backend
-
-
-def _speechlike(n=4, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(16000) / 16000
-    clips = []
-    for _ in range(n):
-        f0 = rng.uniform(90, 250)
-        y = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 10))
-        y = y * np.exp(-((t - 0.5) ** 2) / 0.02) + 0.005 * rng.standard_normal(16000)
-        clips.append(0.5 * y / np.abs(y).max())
-    return np.asarray(clips, dtype=np.float32)
+from tests.fixtures_model import speechlike_clips
 
 
 def test_registry_lists_the_three_backends():
@@ -54,7 +43,7 @@ def test_missing_model_path_says_how_to_get_one(tmp_path):
 
 def test_openwakeword_backend_embeds_96_dims():
     backend = get_backend("openwakeword")
-    clips = _speechlike(3)
+    clips = speechlike_clips(3)
     out = backend.embed(clips)
     assert backend.dim == 96 and out.shape == (3, 96) and out.dtype == np.float32
     assert np.all(np.isfinite(out))
@@ -67,6 +56,21 @@ def test_openwakeword_backend_embeds_96_dims():
         backend.embed(np.zeros((2, 100), np.float32))
 
 
+def test_every_backend_checks_the_clip_contract_with_the_one_validator(tiny_model_dir):
+    from corpus.clip import ClipContractError
+    from embedding_model.oww import OpenWakeWordEmbedder
+
+    bad = speechlike_clips(2)
+    bad[1, 5] = np.nan
+    embedders = [get_backend("openwakeword"), get_backend("mswc", model=tiny_model_dir),
+                 OpenWakeWordEmbedder(context="bare")]
+    for embedder in embedders:
+        with pytest.raises(ClipContractError, match=r"NaN or infinite .*clip 1"):
+            embedder.embed(bad)
+        with pytest.raises(ClipContractError, match="dtype int16"):
+            embedder.embed(np.zeros((1, 16000), np.int16))
+
+
 def test_backbone_shapes_and_named_embedding_layer():
     from embedding_model.model import EMBEDDING_LAYER, ModelConfig, build_backbone, build_embedder
 
@@ -74,7 +78,7 @@ def test_backbone_shapes_and_named_embedding_layer():
         backbone = build_backbone(ModelConfig(embedding=kind))
         assert backbone.get_layer(EMBEDDING_LAYER).output.shape[-1] == 1024
         embedder = build_embedder(backbone)
-        out = embedder.predict(_speechlike(2), verbose=0)
+        out = embedder.predict(speechlike_clips(2), verbose=0)
         assert out.shape == (2, 1024) and out.dtype == np.float32
     with pytest.raises(ValueError, match="embedding"):
         ModelConfig(embedding="tanh")

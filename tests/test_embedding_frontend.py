@@ -4,17 +4,7 @@ import numpy as np
 import pytest
 
 from embedding_model import frontend
-
-
-def _clips(n=3, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(16000) / 16000
-    out = []
-    for _ in range(n):
-        f0 = rng.uniform(100, 400)
-        y = 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(16000) + 0.02 * rng.standard_normal(16000)
-        out.append(y)
-    return np.asarray(out, dtype=np.float32)
+from tests.fixtures_model import speechlike_clips
 
 
 def _librosa_logmel(y):
@@ -30,7 +20,7 @@ def _librosa_logmel(y):
 
 
 def test_numpy_logmel_matches_librosa():
-    clips = _clips()
+    clips = speechlike_clips(3)
     got = frontend.log_mel_numpy(clips)
     assert got.shape == (3, 49, 40) and got.dtype == np.float32
     want = np.stack([_librosa_logmel(y) for y in clips])
@@ -40,7 +30,7 @@ def test_numpy_logmel_matches_librosa():
 def test_tensorflow_layer_matches_librosa_and_numpy():
     import tensorflow as tf
 
-    clips = _clips(seed=1)
+    clips = speechlike_clips(3, seed=1)
     got = frontend.LogMel()(tf.constant(clips)).numpy()
     assert got.shape == (3, 49, 40)
     want = np.stack([_librosa_logmel(y) for y in clips])
@@ -51,7 +41,7 @@ def test_tensorflow_layer_matches_librosa_and_numpy():
 def test_blocked_filterbank_for_int8_export_gives_the_same_features():
     import tensorflow as tf
 
-    clips = tf.constant(_clips(seed=2))
+    clips = tf.constant(speechlike_clips(3, seed=2))
     blocked = frontend.LogMel(mel_block_rows=frontend.QUANT_SAFE_MEL_BLOCK_ROWS)(clips).numpy()
     np.testing.assert_allclose(blocked, frontend.LogMel()(clips).numpy(), atol=1e-4)
 

@@ -2,9 +2,11 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.fixtures_model import train_tiny
 
@@ -42,7 +44,8 @@ def test_number_words_are_never_classes(tiny_model_run):
 
 
 def test_plan_holds_out_words_languages_and_voices(tiny_corpus):
-    from embedding_model.plan import heldout_clips, make_plan, plan_clips, read_voices
+    from corpus.speakers import read_voices
+    from embedding_model.plan import heldout_clips, make_plan, plan_clips
 
     voices = sorted(set(read_voices(tiny_corpus, "es").values()))
     engine = voices[0].split(":")[0]
@@ -65,6 +68,25 @@ def test_plan_holds_out_words_languages_and_voices(tiny_corpus):
     by_engine = make_plan(tiny_corpus, holdout_langs=[], holdout_engines=[engine], holdout_voice_frac=0, min_clips=2)
     train, val = plan_clips(by_engine, "es")
     assert not [r for r in train + val if r.voice.startswith(engine + ":")]
+
+
+def test_plan_reads_a_corpus_wherever_build_dataset_finds_its_splits(tmp_path):
+    from corpus.layout import ClipRecord, write_splits
+    from corpus.speakers import write_speakers
+    from embedding_model.plan import make_plan, plan_clips
+
+    # The splits as an unpacked splits/es.tar.gz leaves them, the voices sidecar beside them.
+    (tmp_path / "splits" / "es").mkdir(parents=True)
+    records = [ClipRecord(f"{w}/{w}{i}.opus", w, split, True, f"s{i}", "MALE")
+               for w in ("casa", "perro", "uno") for i, split in enumerate(("TRAIN", "TRAIN", "DEV"))]
+    write_splits(tmp_path / "splits" / "es" / "es_splits.csv", records)
+    write_speakers(tmp_path / "splits" / "es" / "es_speakers.csv", ("speaker", "engine", "voice"),
+                   [(f"s{i}", "espeak-ng", "es") for i in range(3)])
+    plan = make_plan(tmp_path, holdout_langs=[], holdout_word_frac=0, holdout_engines=[], min_clips=2)
+    assert plan.langs == ["es"] and plan.classes == ["es/casa", "es/perro"]
+    assert plan.number_words["es"] == ["uno"]
+    train, val = plan_clips(plan, "es")
+    assert len(train) == 4 and len(val) == 2 and {r.voice for r in train} == {"espeak-ng:es:"}
 
 
 def test_interrupted_training_resumes_where_it_stopped(tiny_model_run, tmp_path, capsys):
@@ -123,16 +145,91 @@ def test_ship_exports_agree_and_checkpoint_resumes(tiny_model_run, tmp_path, cap
 def test_bad_corpus_is_one_clear_error(tmp_path, capsys):
     from embedding_model.train import main
 
-    assert main(["--corpus", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "run")]) == 2
+    assert main(["--corpus", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--corpus" in err[0] and "not a directory" in err[0]
     (tmp_path / "empty").mkdir()
-    assert main(["--corpus", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "run")]) == 2
+    assert main(["--corpus", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "run")]) == 1
     assert "error" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flags, complaint",
+    [
+        (["--teacher", "loud:x"], "--teacher 'loud:x': expected"),
+        (["--batch-size", "1"], "--batch-size >= 2"),
+        (["--holdout-word-frac", "2"], "--holdout-word-frac must be between 0 and 1, got 2.0"),
+    ],
+)
+def test_bad_values_are_one_line_and_exit_1(tiny_corpus, tmp_path, capsys, flags, complaint):
+    from embedding_model.train import main
+
+    code = main(["--corpus", str(tiny_corpus), "--run-dir", str(tmp_path / "run"), "--langs", "es", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and complaint in err[0] and err[0].startswith("train-embedding: error:")
+
+
+def test_usage_error_is_argparses_exit_2(tmp_path, capsys):
+    from embedding_model.train import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--corpus", str(tmp_path), "--run-dir", str(tmp_path), "--no-such-flag"])
+    assert done.value.code == 2
+
+
+def test_help_gives_each_default_once_and_the_exit_statuses(capsys):
+    from embedding_model.train import main
+    from protos.errors import EXIT_STATUS_HELP
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    flat = " ".join(text.split())
+    # Was "(default: all in the corpus) (default: None)": each default once, none printed as None.
+    assert "(default: None)" not in flat and not re.search(r"\(default:[^)]*\) \(default", flat)
+    for flag, words in (("--batch-size", "clips per training step"), ("--label-smoothing", "label smoothing"),
+                        ("--seed", "seed of the plan")):
+        assert words in flat.rsplit(f"{flag} ", 1)[1][:120], flag  # its help, not the usage line
+    assert flat.endswith(" ".join(EXIT_STATUS_HELP.split()))
+
+
+def test_config_is_frozen_and_parsed_once(tmp_path):
+    import dataclasses
+
+    from embedding_model.train_config import TrainConfig, parse_config
+
+    config = parse_config(["--corpus", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--langs", "es,en",
+                           "--holdout-engines", "", "--teacher", "none", "--specaugment", "0"])
+    assert isinstance(config, TrainConfig)
+    assert config.langs == ("es", "en") and config.holdout_engines == () and config.holdout_langs is None
+    assert config.teacher is None and config.distill_weight == 0.0 and config.specaugment is False
+    assert config.cache_root == tmp_path / "run" / "cache"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = 2
+
+
 def test_bf16_roundtrip_keeps_three_significant_digits():
-    from embedding_model.train import _from_bf16_bits, _to_bf16_bits
+    from embedding_model.trainer import _from_bf16_bits, _to_bf16_bits
 
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 1e-6
     np.testing.assert_allclose(_from_bf16_bits(_to_bf16_bits(x)), x, rtol=4e-3)
+
+
+def test_export_command_exit_statuses(tmp_path, capsys):
+    from embedding_model.export import main
+    from protos.errors import EXIT_STATUS_HELP
+
+    assert main(["--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 3  # no model
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train with train-embedding first" in err[0]
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "mswc_embedding.keras").write_bytes(b"")
+    (tmp_path / "corpus").mkdir()
+    code = main(["--model", str(model), "--out", str(tmp_path / "out"), "--calibration-corpus", str(tmp_path / "corpus")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "no clips to calibrate on" in err[0]  # bad input
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert " ".join(capsys.readouterr().out.split()).endswith(" ".join(EXIT_STATUS_HELP.split()))

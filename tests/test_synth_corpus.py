@@ -155,7 +155,7 @@ def test_demo_style_targets_get_more_clips_and_number_words_are_recorded(tmp_pat
         speakers_per_lang=10,
     )
     from dataset_builder.synth import build
-    from dataset_builder.synth.vocab import number_words
+    from corpus.words import number_words
 
     plan = build.plan_language("es", engines.voices_for("es"), config)
     counts = {w: sum(j.word == w for j in plan.jobs) for w in plan.words}
@@ -175,10 +175,10 @@ def test_demo_style_targets_get_more_clips_and_number_words_are_recorded(tmp_pat
         (["--langs", "eu"], "wordfreq has no word list for 'eu'"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys, argv, complaint):
+def test_bad_input_is_one_clear_line_and_exit_1(tmp_path, capsys, argv, complaint):
     code = main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert code == 2
+    assert code == 1
     assert len(err.splitlines()) == 1 and complaint in err and err.startswith("synthesize-corpus: error:")
     assert not (tmp_path / "out").exists()
 
@@ -192,7 +192,8 @@ def test_missing_espeak_says_what_to_install(tmp_path, capsys, monkeypatch):
         monkeypatch.undo()
         engines.have.cache_clear()
     err = capsys.readouterr().err
-    assert code == 2 and "apt-get install espeak-ng" in err
+    assert code == 3 and "apt-get install espeak-ng" in err  # the machine lacks it: exit status 3
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_cli_summary(tmp_path, capsys):
@@ -229,6 +230,9 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(tmp_path):
     while time.monotonic() < deadline and proc.poll() is None and not any(out.rglob("*.opus")):
         time.sleep(0.05)
     if proc.poll() is not None:
+        # Too fast to interrupt is fine; a crash is not.
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, f"synthesize-corpus exited with {proc.returncode} before SIGTERM:\n{err}"
         pytest.skip("the run finished before it could be interrupted")
     proc.terminate()
     _, err = proc.communicate(timeout=60)
@@ -245,5 +249,14 @@ def test_too_few_speakers_for_the_clips_is_refused(tmp_path, capsys):
     code = main(["--langs", "es", "--words", "es:año,casa,perro", "--clips-per-word", "14",
                  "--speakers-per-lang", "15", "--out", str(tmp_path / "c"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and "raise --speakers-per-lang" in err and "12 TRAIN" in err
+    assert code == 1 and "raise --speakers-per-lang" in err and "12 TRAIN" in err
     assert not (tmp_path / "c").exists()
+
+
+def test_help_ends_with_the_exit_statuses(capsys):
+    from protos.errors import EXIT_STATUS_HELP
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.rstrip().endswith(EXIT_STATUS_HELP)

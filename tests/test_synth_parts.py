@@ -8,7 +8,8 @@ import pytest
 from dataset_builder.synth import engines
 from dataset_builder.synth.augment import SR, colored_noise, render_clip, trim_silence
 from dataset_builder.synth.speakers import make_speakers, rng_for
-from dataset_builder.synth.vocab import frequent_words, is_keyword_like, number_words, vocabulary
+from corpus.words import is_keyword_like, number_words
+from dataset_builder.synth.vocab import frequent_words, vocabulary
 
 
 def test_keyword_filter_is_mswc_like():

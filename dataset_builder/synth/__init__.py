@@ -2,6 +2,6 @@
 
 ``synthesize-corpus`` (:mod:`dataset_builder.synth.cli`) is the command;
 :func:`dataset_builder.synth.build.synthesize_corpus` the function behind it;
-:func:`dataset_builder.synth.vocab.number_words` the held-out test vocabulary of the
-embedding model.
+:func:`corpus.words.number_words` the held-out test vocabulary of the embedding
+model.
 """

@@ -16,10 +16,14 @@ import numpy as np
 import soxr
 from scipy import signal
 
+from corpus.audio import OPUS_SAMPLE_RATE
+from corpus.clip import CLIP_SECONDS
+from corpus.rooms import shoebox_rir
 from dataset_builder.synth.speakers import Speaker
 
-SR = 48000
-CLIP_LEN = SR
+SR = OPUS_SAMPLE_RATE
+"""Rate clips are rendered and stored at: MSWC's 48 kHz Opus."""
+CLIP_LEN = SR * CLIP_SECONDS
 MAX_SHIFT_S = 0.1
 SNR_JITTER_DB = 3.0
 GAIN_JITTER_DB = 3.0
@@ -70,18 +74,9 @@ def room_impulse_response(rt60: float, room_seed: int) -> np.ndarray:
     Returns:
         np.ndarray [shape=(n,)] float32, normalised so the direct path has amplitude 1.
     """
-    import pyroomacoustics as pra
-
     r = np.random.default_rng(room_seed)
     dim = np.array([r.uniform(3.0, 10.0), r.uniform(3.0, 8.0), r.uniform(2.4, 3.5)])
-    absorption, max_order = pra.inverse_sabine(rt60, dim)
-    room = pra.ShoeBox(dim, fs=SR, materials=pra.Material(absorption), max_order=min(max_order, 30))
-    src = r.uniform(0.5, dim - 0.5)
-    mic = r.uniform(0.5, dim - 0.5)
-    room.add_source(src)
-    room.add_microphone(mic)
-    room.compute_rir()
-    h = np.asarray(room.rir[0][0], dtype=np.float64)
+    h = shoebox_rir(dim, rt60, SR, r, max_order=30)
     h = h[: int(SR * min(1.0, 1.2 * rt60 + 0.05))]
     peak = np.max(np.abs(h))
     return (h / peak).astype(np.float32) if peak > 0 else np.ones(1, np.float32)

@@ -29,18 +29,21 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from corpus.audio import write_opus
 from corpus.layout import ClipRecord, read_metadata, write_metadata, write_splits
+from corpus.speakers import speakers_csv_name, write_speakers
+from corpus.words import is_keyword_like, normalize_word, number_words
 from dataset_builder.synth import engines
-from dataset_builder.synth.augment import render_clip, to_48k, trim_silence
-from dataset_builder.synth.speakers import Speaker, make_speakers, rng_for, speakers_csv, stable_int
-from dataset_builder.synth.vocab import frequent_words, is_keyword_like, normalize_word, number_words
+from dataset_builder.synth.augment import SR, render_clip, to_48k, trim_silence
+from dataset_builder.synth.speakers import SPEAKER_COLUMNS, Speaker, make_speakers, rng_for, stable_int
+from dataset_builder.synth.vocab import frequent_words
 from protos.atomic import atomic_write_text
+from protos.errors import InputError
 
 TASK_CLIPS = 32
 """Clips per worker task: small enough for a smooth progress bar, big enough to amortise festival's start-up."""
@@ -49,7 +52,7 @@ MIN_CLIPS_PER_WORD = 3
 """One TRAIN, one DEV and one TEST clip at least."""
 
 
-class SynthError(ValueError):
+class SynthError(InputError):
     """Bad synthesis input; the message says what to install or choose."""
 
 
@@ -94,7 +97,7 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
-class ClipJob:
+class RenderJob:
     """One clip to render: ``ROOT/{lang}/clips/{word}/{clip}`` said by ``speaker``."""
 
     lang: str
@@ -114,7 +117,7 @@ class LanguagePlan:
     numbers: set[str]
     targets: set[str]
     speakers: list[Speaker]
-    jobs: list[ClipJob]
+    jobs: list[RenderJob]
 
 
 @dataclass
@@ -144,11 +147,16 @@ class SynthSummary:
 
 
 def check_language(lang: str, config: SynthConfig) -> list[engines.Voice]:
-    """Voices for ``lang``, or a :class:`SynthError` that says what to install or choose."""
+    """Voices for ``lang``.
+
+    Raises:
+        EngineError: espeak-ng is not installed (the message says how to install it).
+        SynthError: an unknown language, or one no installed voice or word list covers.
+    """
     import wordfreq
 
     if not engines.have(engines.ESPEAK):
-        raise SynthError("espeak-ng is not installed: install it (Debian/Ubuntu: apt-get install espeak-ng)")
+        raise engines.EngineError("espeak-ng is not installed: install it (Debian/Ubuntu: apt-get install espeak-ng)")
     known_wordfreq = set(wordfreq.available_languages())
     voices = engines.voices_for(lang, config.engines)
     if not voices:
@@ -224,7 +232,7 @@ def plan_language(lang: str, voices: list[engines.Voice], config: SynthConfig) -
             f"({', '.join(f'{n} {split}' for split, n in short.items())}); raise --speakers-per-lang"
         )
 
-    jobs: list[ClipJob] = []
+    jobs: list[RenderJob] = []
     target_set = set(targets)
     for word in vocab:
         wanted = _clips_by_split(target_clips if word in target_set else config.clips_per_word)
@@ -236,7 +244,7 @@ def plan_language(lang: str, voices: list[engines.Voice], config: SynthConfig) -
             order = rng_for(config.seed, lang, word, "speakers", split).permutation(len(able))
             chosen += [able[i] for i in order[: wanted[split]]]
         for speaker, name in zip(chosen, _clip_names(lang, word, chosen)):
-            jobs.append(ClipJob(lang, word, name, speaker))
+            jobs.append(RenderJob(lang, word, name, speaker))
     return LanguagePlan(lang, vocab, numbers & set(vocab), target_set, speakers, jobs)
 
 
@@ -288,13 +296,13 @@ def render_task(task: tuple[Speaker, list[tuple[str, str]], int, bool]) -> list[
         word_48k = to_48k(y, sr, speaker.formant_shift)
         clip = render_clip(word_48k, speaker, rng_for(seed, speaker.lang, word, speaker.speaker, "clip"), augment)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write_opus(path, clip, 48000, bitrate=speaker.opus_bitrate)
+        write_opus(path, clip, SR, bitrate=speaker.opus_bitrate)
         results.append((path, None))
     return results
 
 
-def _tasks(jobs: list[ClipJob], root: Path, config: SynthConfig) -> list[tuple]:
-    by_speaker: dict[str, list[ClipJob]] = {}
+def _tasks(jobs: list[RenderJob], root: Path, config: SynthConfig) -> list[tuple]:
+    by_speaker: dict[str, list[RenderJob]] = {}
     for job in jobs:
         by_speaker.setdefault(job.speaker.speaker, []).append(job)
     tasks = []
@@ -331,7 +339,8 @@ def _write_index(root: Path, plan: LanguagePlan, metadata: dict) -> tuple[int, i
         "filenames": {w: filenames[w] for w in plan.words if counts[w]},
     }
     used = {j.speaker.speaker for j in present}
-    atomic_write_text(root / f"{plan.lang}_speakers.csv", speakers_csv([s for s in plan.speakers if s.speaker in used]))
+    write_speakers(root / speakers_csv_name(plan.lang), SPEAKER_COLUMNS,
+                   [astuple(s) for s in plan.speakers if s.speaker in used])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["word", "number_word", "target", "clips"])
@@ -358,7 +367,8 @@ def synthesize_corpus(config: SynthConfig) -> SynthSummary:
     """Synthesize (or complete) the corpus described by ``config`` under ``config.out``.
 
     Raises:
-        SynthError: bad languages, words or counts; missing engines.
+        SynthError: bad languages, words or counts.
+        EngineError: espeak-ng is not installed.
     """
     start = time.monotonic()
     if config.clips_per_word < MIN_CLIPS_PER_WORD:
@@ -386,7 +396,7 @@ def synthesize_corpus(config: SynthConfig) -> SynthSummary:
     root.mkdir(parents=True, exist_ok=True)
 
     summary = SynthSummary(languages=len(plans))
-    todo: list[ClipJob] = []
+    todo: list[RenderJob] = []
     for plan in plans:
         _remove_stale_temporaries(root, plan)
         for job in plan.jobs:

@@ -1,8 +1,9 @@
 """``synthesize-corpus``: a Multilingual-Spoken-Words-format corpus made with text-to-speech.
 
-Exit codes: 0 done (possibly with a few clips a TTS engine could not say, counted in
-the summary), 1 nothing could be synthesized, 2 bad input (the message says what to
-install or choose), 130 interrupted (rerun the same command to resume).
+Exit codes (:mod:`protos.errors`): 0 done (possibly with a few clips a TTS engine could
+not say, counted in the summary), 1 bad input (the message says what to choose) or
+nothing could be synthesized, 2 usage, 3 espeak-ng missing (the message says what to
+install), 130 interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from pathlib import Path
 
 from dataset_builder.synth.build import SynthConfig, SynthError, synthesize_corpus
 from dataset_builder.synth.engines import ENGINES
+from protos.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUS_HELP, run_cli
+
+PROG = "synthesize-corpus"
 
 EXAMPLE = """\
 example:
@@ -28,8 +32,10 @@ Besides the MSWC files, ROOT gets {lang}_speakers.csv (each speaker's engine, vo
 family, variant and channel), {lang}_vocab.csv (which words are number words) and
 synthesis.json (parameters). See docs/CORPUS.md.
 
-exit status: 0 done, 1 nothing synthesized, 2 bad input, 130 interrupted (resume by rerunning)
-"""
+A run that synthesizes no clip at all exits 1; an interrupted one (Ctrl-C, SIGTERM)
+exits 130 and resumes when rerun.
+
+""" + EXIT_STATUS_HELP + "\n"
 
 
 def _lang_words(values: list[str], flag: str) -> dict[str, list[str]]:
@@ -44,7 +50,7 @@ def _lang_words(values: list[str], flag: str) -> dict[str, list[str]]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="synthesize-corpus",
+        prog=PROG,
         description=(
             "Synthesize a spoken-words corpus in the MSWC layout (ROOT/{lang}/clips/{word}/*.opus, "
             "{lang}_splits.csv, metadata.json.gz) with every installed TTS voice, varied speakers "
@@ -88,45 +94,46 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``synthesize-corpus``; returns the exit status (see :mod:`protos.errors`)."""
+    return run_cli(PROG, _run, argv)
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     # `kill` (SIGTERM) stops a run as cleanly as Ctrl-C: workers terminated, exit 130.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _main(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _main(args: argparse.Namespace) -> int:
-    try:
-        config = SynthConfig(
-            out=args.out,
-            langs=tuple(dict.fromkeys(l.strip() for l in args.langs.split(",") if l.strip())),
-            words_per_lang=args.words_per_lang,
-            clips_per_word=args.clips_per_word,
-            seed=args.seed,
-            jobs=args.jobs,
-            augment=args.augment == "default",
-            speakers_per_lang=args.speakers_per_lang,
-            engines=tuple(e.strip() for e in args.engines.split(",") if e.strip()),
-            words=_lang_words(args.words, "--words"),
-            target_words=_lang_words(args.target_words, "--target-words"),
-            target_clips=args.target_clips,
-            include_number_words=args.number_words,
-            opus_bitrate=args.opus_bitrate,
-            progress=not args.quiet,
-        )
-        if config.words_per_lang < 1:
-            raise SynthError(f"--words-per-lang must be at least 1, got {config.words_per_lang}")
-        summary = synthesize_corpus(config)
-    except SynthError as e:
-        print(f"synthesize-corpus: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("synthesize-corpus: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    print(f"synthesize-corpus: {summary.line(config.out)}")
-    return 1 if summary.clips == 0 else 0
+    config = SynthConfig(
+        out=args.out,
+        langs=tuple(dict.fromkeys(l.strip() for l in args.langs.split(",") if l.strip())),
+        words_per_lang=args.words_per_lang,
+        clips_per_word=args.clips_per_word,
+        seed=args.seed,
+        jobs=args.jobs,
+        augment=args.augment == "default",
+        speakers_per_lang=args.speakers_per_lang,
+        engines=tuple(e.strip() for e in args.engines.split(",") if e.strip()),
+        words=_lang_words(args.words, "--words"),
+        target_words=_lang_words(args.target_words, "--target-words"),
+        target_clips=args.target_clips,
+        include_number_words=args.number_words,
+        opus_bitrate=args.opus_bitrate,
+        progress=not args.quiet,
+    )
+    if config.words_per_lang < 1:
+        raise SynthError(f"--words-per-lang must be at least 1, got {config.words_per_lang}")
+    summary = synthesize_corpus(config)
+    print(f"{PROG}: {summary.line(config.out)}")
+    return EXIT_BAD_INPUT if summary.clips == 0 else EXIT_OK
 
 
 if __name__ == "__main__":

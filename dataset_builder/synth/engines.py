@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from protos.errors import EnvironmentProblem
+
 ESPEAK = "espeak-ng"
 FESTIVAL = "festival"
 FLITE = "flite"
@@ -37,7 +39,7 @@ ENGINES = (ESPEAK, FESTIVAL, FLITE)
 _TIMEOUT_PER_WORD_S = 20.0
 
 
-class EngineError(RuntimeError):
+class EngineError(EnvironmentProblem):
     """A TTS engine is missing or failed as a whole (not a single word)."""
 
 

@@ -10,11 +10,9 @@ TRAIN/DEV/TEST never share a voice configuration.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -41,7 +39,7 @@ def rng_for(*parts: object) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic speaker (a row of ``{lang}_speakers.csv``).
+    """One synthetic speaker (a row of ``{lang}_speakers.csv``, see :mod:`corpus.speakers`).
 
     Voice: ``engine``, ``voice``, ``variant``, ``rate`` (espeak-ng words per minute,
     0 for other engines), ``duration_stretch`` (festival/flite; 1.0 for espeak-ng),
@@ -82,6 +80,7 @@ class Speaker:
 
 
 SPEAKER_COLUMNS = tuple(f.name for f in fields(Speaker))
+"""The columns of ``{lang}_speakers.csv`` as the synthesizer writes it: every :class:`Speaker` field."""
 
 
 def _apportion(n: int, weights: list[float]) -> list[int]:
@@ -197,12 +196,3 @@ def make_speakers(
         )
     return speakers
 
-
-def speakers_csv(speakers: list[Speaker]) -> str:
-    """The ``{lang}_speakers.csv`` text: header :data:`SPEAKER_COLUMNS`, one row per speaker."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SPEAKER_COLUMNS)
-    for s in speakers:
-        w.writerow(asdict(s).values())
-    return buf.getvalue()
