@@ -42,7 +42,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.real_speech import DEFAULT_CACHE, DEFAULT_COPIES, LETTERS, RealSpeechError, load_letter_clips  # noqa: E402
+from bench.real_speech import DEFAULT_CACHE, DEFAULT_COPIES, LETTERS, load_letter_clips  # noqa: E402
 from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_cli  # noqa: E402
 
 REPRESENTATIONS = ("mswc", "openwakeword", "efficientword-net", "logmel", "mfcc")
@@ -351,11 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--extra-model {item!r}: expected NAME=DIR with DIR/mswc_embedding.keras")
         models[f"mswc:{name}"] = Path(path)
         names.append(f"mswc:{name}")
-    try:
-        bench = RealSpeechBenchmark(args.cache_dir, args.copies, args.seed, args.episodes_per_pair,
-                                    args.targets, args.shots, args.nontarget_shots)
-    except RealSpeechError as exc:
-        raise EnvironmentProblem(str(exc)) from exc
+    bench = RealSpeechBenchmark(args.cache_dir, args.copies, args.seed, args.episodes_per_pair,
+                                args.targets, args.shots, args.nontarget_shots)
     results: dict = {"speakers": bench.speakers, "clips": int(len(bench.clips)), "episodes": len(bench.episodes),
                      "copies": args.copies, "seed": args.seed, "scores": {}, "variance": {}}
     for name in names:

@@ -9,7 +9,7 @@ from bench.bench_realspeech import letter_centroid_accuracy, make_episodes, scor
 from bench.real_speech import (
     CLIP_SAMPLES,
     LETTERS,
-    RealSpeechError,
+    ReservedVoiceError,
     augmented_copies,
     check_not_reserved,
     fetch_package,
@@ -67,9 +67,9 @@ def test_augmented_copies_are_seeded_fit_the_second_and_differ():
                                      "asterisk-core-sounds-it-g722", "asterisk-prompt-es-co",
                                      "asterisk-prompt-fr-armelle", "asterisk-prompt-it-menardi-alaw"])
 def test_reserved_voices_are_refused_before_any_download(package, tmp_path):
-    with pytest.raises(RealSpeechError, match="reserved"):
+    with pytest.raises(ReservedVoiceError, match="reserved"):
         check_not_reserved(package)
-    with pytest.raises(RealSpeechError, match="reserved"):
+    with pytest.raises(ReservedVoiceError, match="reserved"):
         fetch_package(package, tmp_path)
     assert not (tmp_path / "pkgs").exists()
 
