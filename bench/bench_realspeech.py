@@ -20,9 +20,11 @@ openWakeWord, EfficientWord-Net, raw log-mel and MFCC.
     python bench/bench_realspeech.py [--model models] [--episodes-per-pair 10] [--json out.json]
 
 ``--geometry`` also scores the ``mswc`` vectors under scale factors, centring,
-per-dimension standardisation and PCA whitening (statistics from the benchmark's
-own clips, so these rows are an upper bound for a transform folded into the graph),
-and prints how many principal components carry 90/95/99% of the variance.
+per-dimension standardisation, unit norm, PCA and PCA whitening, with statistics
+from the benchmark's own clips (an upper bound for a transform folded into the
+graph) or, with ``--geometry-fit DIR``, from unlabelled real windows of other
+speakers (what a folded transform could use); every representation's variance
+profile (principal components carrying 50/90/95/99% of the variance) is reported.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--geometry", action="store_true",
                    help="also score transforms of the mswc vectors (scale, centring, standardisation, whitening)")
+    p.add_argument("--geometry-fit", type=Path, default=None, metavar="DIR",
+                   help="estimate the transforms' statistics on these unlabelled windows (python -m "
+                   "embedding_model.unlabelled --out DIR) instead of on the benchmark's own clips")
     p.add_argument("--no-vector-cache", action="store_true", help="recompute every representation's vectors")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     return p
@@ -276,31 +281,40 @@ def cached_vectors(name: str, model_dir: Path, bench: RealSpeechBenchmark, cache
 # --- geometry ---------------------------------------------------------------------------
 
 
-def geometry_variants(vectors: np.ndarray) -> dict[str, np.ndarray]:
-    """Transforms of one representation's vectors (statistics from these vectors).
+def geometry_variants(vectors: np.ndarray, fit: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Transforms of one representation's vectors, each a candidate to fold into the graph.
+
+    Args:
+        vectors: np.ndarray [shape=(N, D)], the benchmark clips' vectors.
+        fit: np.ndarray [shape=(M, D)], vectors the statistics (mean, std, principal
+            axes) are estimated on; default ``vectors`` itself (an upper bound: a
+            folded transform would be fitted on other audio).
 
     Returns:
         {name: np.ndarray [shape=(N, D')] float32}.
     """
     x = vectors.astype(np.float64)
-    mean = x.mean(0)
-    std = x.std(0) + 1e-8
+    f = x if fit is None else fit.astype(np.float64)
+    mean = f.mean(0)
+    std = f.std(0) + 1e-8
     centred = x - mean
-    out = {f"scale x{f:g}": x * f for f in (0.1, 0.3, 1.0, 3.0, 10.0)}
+    out = {f"scale x{k:g}": x * k for k in (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)}
     out["centred"] = centred
-    out["standardised"] = centred / std
-    out["unit norm"] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    out["unit norm x10"] = 10 * out["unit norm"]
-    out["unit norm x30"] = 30 * out["unit norm"]
-    u, s, vt = np.linalg.svd(centred, full_matrices=False)
-    eig = s**2 / (len(x) - 1)
-    for k in (32, 64, 128, 256):
+    for k in (1.0, 3.0, 10.0):
+        out[f"standardised x{k:g}"] = k * centred / std
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for k in (1.0, 10.0, 30.0):
+        out[f"unit norm x{k:g}"] = k * unit
+    _, s, vt = np.linalg.svd(f - mean, full_matrices=False)
+    eig = s**2 / (len(f) - 1)
+    for k in (32, 64, 128):
         if k < len(s):
             out[f"PCA {k}"] = centred @ vt[:k].T
-            out[f"PCA {k} whitened"] = centred @ vt[:k].T / np.sqrt(eig[:k] + 1e-8)
+            out[f"PCA {k} x10"] = 10 * centred @ vt[:k].T
+    if 32 < len(s):
+        out["PCA 32 whitened"] = centred @ vt[:32].T / np.sqrt(eig[:32] + 1e-8)
     keep = eig > eig[0] * 1e-6
     out["PCA whitened (full rank)"] = centred @ vt[keep].T / np.sqrt(eig[keep])
-    out["PCA whitened (full rank) x0.3"] = 0.3 * out["PCA whitened (full rank)"]
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
@@ -368,7 +382,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['centroid_acc_mean']:.3f} (5 targets)", file=sys.stderr)
         if args.geometry and name == "mswc":
             results["geometry"] = {}
-            for vname, v in geometry_variants(vectors).items():
+            fit = None
+            if args.geometry_fit is not None:
+                from embedding_model.unlabelled import load_windows
+
+                embed, _ = representation(name, models[name])
+                fit = embed(load_windows(args.geometry_fit))
+                results["geometry_fit"] = {"windows": int(len(fit)), "dir": str(args.geometry_fit)}
+            for vname, v in geometry_variants(vectors, fit).items():
                 s = bench.score(v)
                 results["geometry"][vname] = {k: s[k] for k in ("f1_mean", "f1_std", "letter_centroid_acc",
                                                                  "centroid_acc_mean", "centroid_acc_std")}

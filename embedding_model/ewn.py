@@ -165,3 +165,155 @@ class EfficientWordNetBackend(EfficientWordNetEmbedder):
 
     def __repr__(self) -> str:
         return f"EfficientWordNetBackend(variant={self.variant!r}, identity={self.identity!r})"
+
+
+# --- teacher targets, cached per clip -----------------------------------------------------
+
+
+def compute_targets(keys: list[str], load, out_dir: Path, embedder=None, chunk: int = 256,
+                    progress: bool = True, name: str = "ewn") -> np.ndarray:
+    """A teacher's vector for every clip, computed once and cached; resumable.
+
+    Work is saved in chunks (``out_dir/{name}.chunks/{i}.npy``); rerunning after an
+    interruption computes only the missing chunks. The finished array goes to
+    ``out_dir/{name}.npy`` (float16) with ``out_dir/{name}.json`` (the teacher's
+    identity and a digest of ``keys``); a later call with the same keys and teacher
+    just loads it, with other keys or another teacher it recomputes.
+
+    Args:
+        keys: a stable id per clip, in the order of the result's rows.
+        load: key -> clip np.ndarray [shape=(16000,)] float32, or None when the clip
+            cannot be read (its row is zeros).
+        out_dir: where the targets are cached.
+        embedder: anything with ``embed``, ``dim`` and ``identity`` (default:
+            :class:`EfficientWordNetEmbedder`).
+        chunk: clips per saved chunk.
+        name: file name stem (``"ewn"``, ``"oww"``).
+
+    Returns:
+        np.ndarray [shape=(len(keys), dim)] float16.
+    """
+    import json
+    import shutil
+
+    from protos.atomic import atomic_write, atomic_write_text
+
+    embedder = embedder if embedder is not None else EfficientWordNetEmbedder()
+    out_dir = Path(out_dir)
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    meta = {"teacher": type(embedder).__name__, "identity": embedder.identity, "keys": digest,
+            "n": len(keys), "dim": int(embedder.dim)}
+    final, meta_path = out_dir / f"{name}.npy", out_dir / f"{name}.json"
+    if final.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()) == meta:
+        return np.load(final)
+    chunks = out_dir / f"{name}.chunks"
+    stamp = chunks / "meta.json"
+    if chunks.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != meta):
+        shutil.rmtree(chunks)  # left by another key list or teacher
+    chunks.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, json.dumps(meta))
+    starts = range(0, len(keys), chunk)
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(keys), desc=f"{name} targets", disable=not progress)
+    except ImportError:  # pragma: no cover
+        bar = None
+    for i, start in enumerate(starts):
+        path = chunks / f"{i:06d}.npy"
+        part = keys[start : start + chunk]
+        if not path.is_file():
+            clips = [load(k) for k in part]
+            ok = [j for j, c in enumerate(clips) if c is not None]
+            vectors = np.zeros((len(part), embedder.dim), np.float16)
+            if ok:
+                vectors[ok] = embedder.embed(np.stack([clips[j] for j in ok])).astype(np.float16)
+            with atomic_write(path, "wb") as f:
+                np.save(f, vectors)
+        if bar is not None:
+            bar.update(len(part))
+    if bar is not None:
+        bar.close()
+    result = (np.concatenate([np.load(chunks / f"{i:06d}.npy") for i in range(len(starts))])
+              if keys else np.zeros((0, embedder.dim), np.float16))
+    with atomic_write(final, "wb") as f:
+        np.save(f, result)
+    atomic_write_text(meta_path, json.dumps(meta))
+    shutil.rmtree(chunks)
+    return result
+
+
+def corpus_targets(corpus: Path, lang: str, out_dir: Path, embedder=None, progress: bool = True) -> np.ndarray:
+    """EfficientWord-Net targets of every clip of ``lang`` in an MSWC-layout corpus.
+
+    Rows follow ``corpus.layout.read_splits(corpus, lang)``; ``out_dir/{lang}/links.txt``
+    lists the links in that order.
+
+    Returns:
+        np.ndarray [shape=(clips, 2048)] float16.
+    """
+    from corpus.audio import ClipError, load_clip
+    from corpus.layout import clip_path, read_splits
+    from protos.atomic import atomic_write_text
+
+    links = [r.link for r in read_splits(corpus, lang)]
+    target_dir = Path(out_dir) / lang
+    target_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target_dir / "links.txt", "\n".join(links) + "\n")
+
+    def load(link):
+        try:
+            return load_clip(clip_path(corpus, lang, link))
+        except (ClipError, OSError):
+            return None
+
+    return compute_targets(links, load, target_dir, embedder, progress=progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError
+
+    p = argparse.ArgumentParser(
+        prog="python -m embedding_model.ewn",
+        description="Cache EfficientWord-Net teacher targets (2048-d, float16) per clip of an MSWC-layout "
+        "corpus or of unlabelled windows; resumable (rerun the same command).",
+        epilog=EXIT_STATUS_HELP,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", type=Path, help="corpus root (MSWC layout)")
+    src.add_argument("--windows", type=Path, help="directory written by python -m embedding_model.unlabelled")
+    p.add_argument("--langs", default=None, help="comma-separated languages (with --corpus)")
+    p.add_argument("--out", type=Path, default=None, help="target directory (default: --windows itself)")
+    p.add_argument("--variant", choices=sorted(MODEL_FILES), default="float")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        embedder = EfficientWordNetEmbedder(args.variant, threads=args.threads)
+    except EfficientWordNetMissing as exc:
+        raise EnvironmentProblem(str(exc)) from exc
+    if args.windows is not None:
+        from embedding_model.unlabelled import load_windows
+
+        windows = load_windows(args.windows)
+        keys = [str(i) for i in range(len(windows))]
+        out = compute_targets(keys, lambda k: windows[int(k)], args.out or args.windows, embedder,
+                              progress=not args.no_progress)
+        print(f"{len(out)} EfficientWord-Net targets -> {(args.out or args.windows) / 'ewn.npy'}")
+        return 0
+    if not args.langs or args.out is None:
+        raise InputError("--corpus needs --langs and --out")
+    for lang in args.langs.split(","):
+        out = corpus_targets(args.corpus, lang, args.out, embedder, progress=not args.no_progress)
+        print(f"{lang}: {len(out)} EfficientWord-Net targets -> {args.out / lang / 'ewn.npy'}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from protos.errors import run_cli
+
+    sys.exit(run_cli("embedding_model.ewn", main))

@@ -65,3 +65,46 @@ def test_embedder_gives_unit_vectors_that_tell_sounds_apart():
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
     assert np.array_equal(emb.embed(clips[:1]), vectors[:1])
     assert len(emb.identity) == 16
+
+
+class _CountingTeacher:
+    """A cheap stand-in teacher: the clip's first 4 samples, counting the clips it saw."""
+
+    dim = 4
+
+    def __init__(self, identity="t1"):
+        self.identity = identity
+        self.seen = 0
+
+    def embed(self, clips):
+        self.seen += len(clips)
+        return np.asarray(clips)[:, :4] * 2
+
+
+def test_targets_are_cached_resumed_and_recomputed_when_the_teacher_changes(tmp_path):
+    from embedding_model.ewn import compute_targets
+
+    clips = {str(i): np.full(16000, i / 10, np.float32) for i in range(10)}
+    keys = sorted(clips)
+    broken = {"on": True}
+
+    def load(k):
+        if broken["on"] and k == "7":
+            raise KeyboardInterrupt  # stopped mid-run
+        return None if k == "3" else clips[k]
+
+    teacher = _CountingTeacher()
+    with pytest.raises(KeyboardInterrupt):
+        compute_targets(keys, load, tmp_path, teacher, chunk=4, progress=False)
+    assert teacher.seen == 3 + 0  # chunk 0 holds keys 0,1,2,3 (3 unreadable); chunk 1 stopped
+    broken["on"] = False
+    out = compute_targets(keys, load, tmp_path, teacher, chunk=4, progress=False)
+    assert teacher.seen == 3 + 6  # only the two missing chunks ran
+    assert out.shape == (10, 4) and out.dtype == np.float16
+    assert np.allclose(out[keys.index("5")], 1.0) and np.all(out[keys.index("3")] == 0)
+    assert not (tmp_path / "ewn.chunks").exists()
+    again = compute_targets(keys, load, tmp_path, teacher, chunk=4, progress=False)
+    assert teacher.seen == 9 and np.array_equal(again, out)
+    other = _CountingTeacher("t2")
+    compute_targets(keys, load, tmp_path, other, chunk=4, progress=False)
+    assert other.seen == 9
