@@ -143,6 +143,8 @@ class DataPerfHead:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*`probability` parameter was deprecated",
                                         category=FutureWarning)
+                # lbfgs stopping at DataPerf's max_iter is part of the protocol: keep it quiet.
+                warnings.filterwarnings("ignore", message=".*failed to converge")
                 model.fit(np.asarray(x, np.float32), np.asarray(y, np.int64))
             self.models.append(model)
         return self

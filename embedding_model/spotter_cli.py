@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     hd.add_argument("--head", choices=("dataperf", "linear"), default="dataperf",
                     help="dataperf: DataPerf's SVC + LogisticRegression vote, one per DataPerf "
                     "seed, averaged (default); linear: a small softmax head on the same rows")
+    hd.add_argument("--seeds", type=parse_seeds, metavar="S,S,...",
+                    help="dataperf head: classifier seeds whose posteriors are averaged "
+                    "(default: DataPerf's ten scoring seeds)")
     hd.add_argument("--hop-ms", type=float, default=100.0, metavar="MS",
                     help="window hop in milliseconds (default 100)")
     hd.add_argument("--smooth", type=int, default=3, metavar="N",
@@ -72,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--quiet", "-q", action="store_true",
                      help="no progress bar and no real-time factor on stderr")
     return p
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"5,69"`` -> (5, 69) for ``--seeds``."""
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed")
+    return seeds
 
 
 def _backend_options(args: argparse.Namespace, backend: str) -> dict:
@@ -133,7 +147,7 @@ def build_spotter(args: argparse.Namespace):
                          f"{train.backend!r}, --backend asks for {name!r}")
     backend = make_backend(name, _backend_options(args, name))
     check_backend(train, backend, str(args.train_file))
-    head = fit_head(train, args.head)
+    head = fit_head(train, args.head, args.seeds)
     spotter = Spotter(backend, head, train_label_names(train),
                       hop=max(1, round(args.hop_ms * 16)), smooth=args.smooth,
                       threshold=args.threshold, refractory=args.refractory,
