@@ -509,3 +509,44 @@ def make_backend(name: str, options: dict):
         raise EnvironmentProblem(str(exc)) from None
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from None
+
+
+def smooth_scores(scores: np.ndarray, smooth: int) -> np.ndarray:
+    """The causal moving average :class:`PeakPicker` applies: scores [W, K] -> [W, K] float64."""
+    scores = np.asarray(scores, np.float64)
+    smooth = max(1, int(smooth))
+    csum = np.cumsum(np.concatenate([np.zeros((1, scores.shape[1])), scores]), axis=0)
+    index = np.arange(1, len(scores) + 1)
+    lower = np.maximum(index - smooth, 0)
+    return (csum[index] - csum[lower]) / (index - lower)[:, None]
+
+
+def peaks_at(smoothed: np.ndarray, threshold: float, refractory_windows: int) -> list[tuple[int, int, float]]:
+    """:class:`PeakPicker`'s detections on a whole smoothed track, vectorised over windows.
+
+    For sweeping thresholds offline (a DET curve) without replaying the stream.
+
+    Args:
+        smoothed : np.ndarray [shape=(W, K)] from :func:`smooth_scores`.
+        threshold: as in :class:`PeakPicker`.
+        refractory_windows: the refractory period in windows.
+
+    Returns:
+        ``[(window index of the peak, keyword column, smoothed score)]``, in keyword
+        then time order: the same peaks :class:`PeakPicker` reports.
+    """
+    found = []
+    above = np.asarray(smoothed) >= threshold
+    for k in range(smoothed.shape[1]):
+        edges = np.diff(np.concatenate([[0], above[:, k].astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        muted_until = -1
+        for a, b in zip(starts, ends):
+            first = max(int(a), muted_until + 1)
+            if first >= b:
+                continue
+            last = min(int(b), first + refractory_windows)
+            peak = first + int(np.argmax(smoothed[first:last, k]))
+            found.append((peak, k, float(smoothed[peak, k])))
+            muted_until = peak + refractory_windows
+    return found

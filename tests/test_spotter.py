@@ -161,3 +161,19 @@ def test_bad_inputs_get_one_line_and_status(train_file, tmp_path, capsys):
         main(["--help"])
     assert exc.value.code == 0
     assert EXIT_STATUS_HELP.split(";")[0] in " ".join(capsys.readouterr().out.split())
+
+
+def test_offline_peaks_equal_the_streaming_picker():
+    from embedding_model.spotter import peaks_at, smooth_scores
+
+    rng = np.random.default_rng(5)
+    # Wandering tracks without ties: runs above and below the thresholds, some long.
+    scores = 1 / (1 + np.exp(-np.cumsum(rng.normal(0, 0.6, size=(400, 3)), axis=0) / 2))
+    for smooth, threshold, refractory in [(1, 0.5, 1.0), (3, 0.6, 0.5), (5, 0.3, 2.0)]:
+        picker = PeakPicker(["a", "b", "c"], hop=1600, smooth=smooth, threshold=threshold,
+                            refractory=refractory)
+        streamed = picker.push(scores[:150]) + picker.push(scores[150:]) + picker.flush()
+        fast = peaks_at(smooth_scores(scores, smooth), threshold, picker.refractory_windows)
+        assert len(fast) > 5
+        assert sorted((d.keyword, d.score) for d in streamed) == sorted(
+            ("abc"[k], round(s, 4)) for _, k, s in fast)
