@@ -38,7 +38,7 @@ test: $(call stamp,$(EXTRAS))
 
 # What the machine lacks for the tests (speech engines, libopus), as one apt-get line.
 check-system: $(call stamp,$(DEMO_EXTRAS))
-	$(PY) -m dataset_builder.system_check --for tests
+	$(PY) -m dataset_builder.system_check
 
 clean:
 	rm -rf $(VENV) build *.egg-info

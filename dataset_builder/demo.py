@@ -81,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from dataset_builder.system_check import DEMO_REQUIREMENTS, require
+    from dataset_builder.system_check import corpus_requirements, require
 
-    require(DEMO_REQUIREMENTS, "the demo")
+    require(corpus_requirements(args.corpus), "the demo")
     py = sys.executable
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

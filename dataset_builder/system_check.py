@@ -4,10 +4,13 @@ The Python packages come from ``make``; a few things come from the system: speec
 engines for synthesis (``espeak-ng``, ``festival`` and an English festvox voice,
 ``flite``), ``sox`` for some tests, and libopus for the fast native Ogg/Opus path
 (without it, clips decode through libsndfile, which the ``soundfile`` wheel bundles).
-The demo needs none of the engines, only a way to decode its Ogg/Opus clips::
+The demo needs none of the engines, only a way to decode its Ogg/Opus clips
+(:func:`corpus_requirements`, which the demo checks before it starts)::
 
-    python -m dataset_builder.system_check --for demo    # exit 3 + the apt-get line if not
-    python -m dataset_builder.system_check --for tests
+    python -m dataset_builder.system_check                  # what the tests need
+    python -m dataset_builder.system_check --corpus ROOT    # can this corpus be decoded?
+
+Each exits 3 and prints the ``apt-get install`` line when something is missing.
 
 Standard library only at import time, so it runs before anything heavy is loaded.
 """
@@ -48,20 +51,22 @@ def _has_festival_voice(pattern: str) -> Callable[[], bool]:
     return lambda: any(any(r.glob(pattern)) for r in roots if r.is_dir())
 
 
-def _decodes_demo_clip() -> bool:
-    """True if one clip of the demo corpus decodes (native libopus or libsndfile)."""
-    from corpus.audio import load_clip
+def _decodes_a_clip_of(corpus: Path) -> Callable[[], bool]:
+    """A check that one Ogg/Opus clip of ``corpus`` decodes (native libopus or libsndfile)."""
 
-    from dataset_builder.demo import DEMO_CORPUS
+    def check() -> bool:
+        from corpus.audio import load_clip
 
-    clip = next(iter(sorted(DEMO_CORPUS.glob("*/clips/*/*.opus"))), None)
-    if clip is None:
+        clip = next(iter(sorted(Path(corpus).glob("*/clips/*/*.opus"))), None)
+        if clip is None:
+            return True
+        try:
+            load_clip(clip)
+        except Exception:  # noqa: BLE001 - any failure means "cannot decode here"
+            return False
         return True
-    try:
-        load_clip(clip)
-    except Exception:  # noqa: BLE001 - any failure means "cannot decode here"
-        return False
-    return True
+
+    return check
 
 
 TEST_REQUIREMENTS = (
@@ -73,9 +78,11 @@ TEST_REQUIREMENTS = (
     Requirement("sox", "audio conversion in tests", lambda: shutil.which("sox") is not None),
     Requirement("libopus0", "native Ogg/Opus encode/decode", _has_libopus),
 )
-DEMO_REQUIREMENTS = (
-    Requirement("libopus0", "decoding the demo corpus's Ogg/Opus clips", _decodes_demo_clip),
-)
+
+
+def corpus_requirements(corpus: str | Path) -> tuple[Requirement, ...]:
+    """What reading the MSWC-layout ``corpus`` needs: a working Ogg/Opus decoder."""
+    return (Requirement("libopus0", f"decoding the Ogg/Opus clips of {corpus}", _decodes_a_clip_of(Path(corpus))),)
 
 
 def missing(requirements) -> list[Requirement]:
@@ -100,16 +107,17 @@ def require(requirements, who: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dataset_builder.system_check",
-        description="Say which system packages the demo or the tests need and this machine lacks.",
+        description="Say which system packages the tests (or reading a corpus) need and this "
+                    "machine lacks; the last line is the apt-get command that installs them.",
         epilog=EXIT_STATUS_HELP,
     )
-    parser.add_argument("--for", dest="purpose", choices=("demo", "tests"), default="tests",
-                        help="what to check for (default: tests)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="check instead that this MSWC-layout corpus's clips decode here")
     args = parser.parse_args(argv)
-    requirements = DEMO_REQUIREMENTS if args.purpose == "demo" else TEST_REQUIREMENTS
+    requirements = corpus_requirements(args.corpus) if args.corpus else TEST_REQUIREMENTS
     lacking = missing(requirements)
     if not lacking:
-        print(f"system check: everything the {args.purpose} need is installed")
+        print("system check: nothing missing")
         return 0
     for r in lacking:
         print(f"missing: {r.package} ({r.what})")

@@ -36,7 +36,7 @@ def test_require_names_every_missing_package_and_the_command():
 
 def test_cli_prints_the_install_line_last_and_exits_3(monkeypatch, capsys):
     monkeypatch.setattr(system_check, "TEST_REQUIREMENTS", (HAVE, LACK_B))
-    assert system_check.main(["--for", "tests"]) == EXIT_ENVIRONMENT
+    assert system_check.main([]) == EXIT_ENVIRONMENT
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == ["missing: lack-b (a missing library)", "apt-get install -y lack-b"]
 
@@ -54,7 +54,7 @@ def test_cli_runs_with_the_system_python_before_any_install():
 def test_demo_stops_before_any_work_with_one_line(monkeypatch, tmp_path, capsys):
     from dataset_builder import demo
 
-    monkeypatch.setattr(system_check, "DEMO_REQUIREMENTS", (LACK_A,))
+    monkeypatch.setattr(system_check, "corpus_requirements", lambda corpus: (LACK_A,))
     status = run_cli("demo", demo.main, ["--out", str(tmp_path / "out")])
     assert status == EXIT_ENVIRONMENT
     err = capsys.readouterr().err.strip().splitlines()
@@ -63,6 +63,11 @@ def test_demo_stops_before_any_work_with_one_line(monkeypatch, tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
-def test_the_demo_corpus_decodes_here():
-    # The demo's own requirement, checked for real on this machine.
-    assert system_check.missing(system_check.DEMO_REQUIREMENTS) == []
+def test_the_demo_corpus_decodes_here_and_a_broken_corpus_is_caught(tmp_path):
+    from dataset_builder.demo import DEMO_CORPUS
+
+    assert system_check.missing(system_check.corpus_requirements(DEMO_CORPUS)) == []
+    bad = tmp_path / "xx" / "clips" / "word"
+    bad.mkdir(parents=True)
+    (bad / "clip.opus").write_bytes(b"OggS not really")
+    assert [r.package for r in system_check.missing(system_check.corpus_requirements(tmp_path))] == ["libopus0"]
