@@ -41,6 +41,8 @@ import numpy as np
 
 from protos import NONTARGET, TARGET, DatasetMetadata, SampleSet, SamplesFormatError, read_samples, write_samples
 from protos.atomic import atomic_write_bytes, atomic_write_text
+from protos.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, EnvironmentProblem, InputError, run_cli
+from protos.outputs import check_output_dir
 from protos.train_file import TRAIN_FILE_NAME, TrainFileError, TrainSet, load_train_file, write_train_file
 
 ALLOWED_TRAINING_SET = "allowed_training_set.yaml"
@@ -54,12 +56,11 @@ IMPORTED_BACKEND = "mswc"
 #: Parquet schema-metadata key under which export records backend / model id / dim.
 PROVENANCE_KEY = "dataperf_speech.provenance"
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
+PROG = "python -m selection.dataperf_format"
+__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_USAGE", "DataPerfFormatError", "main"]
 
 
-class DataPerfFormatError(ValueError):
+class DataPerfFormatError(InputError):
     """A file in DataPerf's layout (or a file to convert into it) is missing or invalid."""
 
 
@@ -68,7 +69,7 @@ def _require(module: str):
         return __import__(module, fromlist=["_"])
     except ImportError:
         package = {"pyarrow.parquet": "pyarrow", "pyarrow": "pyarrow", "yaml": "pyyaml"}[module]
-        raise DataPerfFormatError(
+        raise EnvironmentProblem(
             f"DataPerf's format needs {package}, which is not installed: "
             "pip install 'dataperf-speech[interop]'") from None
 
@@ -93,7 +94,11 @@ def read_id_lists(path: Path) -> tuple[dict[str, list[str]], list[str]]:
     """
     if not path.is_file():
         raise DataPerfFormatError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataPerfFormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                  "DataPerf's yaml and json files are UTF-8") from None
     try:
         if path.suffix == ".json":
             document = json.loads(text)
@@ -439,12 +444,11 @@ def train_json_to_npz(train_json: Path, samples: SampleSet, outdir: Path,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m selection.dataperf_format",
+        prog=PROG,
         description="Convert between samples.pb/eval.pb/train.npz and DataPerf's published "
         "layout (allowed_training_set.yaml, eval.yaml, train_embeddings/ and "
         "eval_embeddings/ with per-word parquet files, {lang}_{size}_train.json).",
-        epilog=f"exit codes: {EXIT_OK} ok; {EXIT_BAD_INPUT} missing or invalid input; "
-        f"{EXIT_USAGE} usage error.")
+        epilog=EXIT_STATUS_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("import", help="dataperf_{lang}_data/ -> samples.pb + eval.pb")
@@ -487,8 +491,9 @@ def _read(path: Path) -> SampleSet:
         raise DataPerfFormatError(str(exc)) from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_output_dir(args.outdir, "--outdir")
     try:
         if args.command == "import":
             s, e = import_dataperf(args.data_dir, args.outdir, args.language,
@@ -506,10 +511,16 @@ def main(argv: list[str] | None = None) -> int:
             path = train_json_to_npz(args.train_json, _read(args.samples), args.outdir,
                                      args.train_size)
             print(f"wrote {path}")
-    except (DataPerfFormatError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        raise EnvironmentProblem(f"cannot write {exc.filename or args.outdir}: {exc.strerror} "
+                                 "(--outdir)") from None
     return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m selection.dataperf_format``: exit status as in :mod:`protos.errors`,
+    errors as one line on stderr."""
+    return run_cli(PROG, _main, argv)
 
 
 if __name__ == "__main__":

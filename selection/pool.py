@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from protos import DatasetMetadata, SampleSet
+from protos.errors import InputError
 
 
-class SelectionError(ValueError):
-    """A selection cannot be made, or what ``select()`` returned is not a valid one."""
+class SelectionError(InputError):
+    """A selection cannot be made, or what ``select()`` returned is not a valid one
+    (a ``ValueError``; exit status 1 in ``selection.main``)."""
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

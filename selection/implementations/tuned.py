@@ -546,6 +546,9 @@ def choose_config(pool: Pool, prepared: Prepared, configs: Sequence[Config] | No
         return configs[0], {}
     totals = {c: 0.0 for c in configs}
     x = pool.embeddings
+    if show_progress:
+        print(f"tuned: simulating DataPerf on the pool: {len(configs)} configurations x "
+              f"{n_repeats} pool splits", file=sys.stderr, flush=True)
     progress = tqdm(total=n_repeats * len(configs), desc="tuned: simulating DataPerf",
                     unit="fit", disable=None if show_progress else True)
     for r, (train_rows, held_rows, held_weight) in enumerate(
@@ -589,6 +592,9 @@ def select(pool: Pool, config: Config | None = None, n_repeats: int = N_REPEATS,
     # One BLAS/OpenMP thread: hundreds of tiny fits gain nothing from threads and
     # oversubscribe a shared machine.
     with threadpool_limits(1):
+        if verbose:
+            print(f"tuned: preparing {len(pool.ids)} pool clips (projection, typicality, "
+                  "label-noise filter)", file=sys.stderr, flush=True)
         prepared = prepare(pool)
         if config is None:
             config, totals = choose_config(pool, prepared, n_repeats=n_repeats,
