@@ -222,8 +222,9 @@ def run(args: argparse.Namespace) -> int:
         }
         try:
             atomic_write_text(args.json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise EnvironmentProblem(f"cannot write {args.json}: {exc.strerror} (--json)") from None
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot write {args.json} (--json): {exc.strerror}; free "
+                                     "space or choose another location") from None
     if args.report is not None:
         _write_report(args, result, train, eval_set)
     return EXIT_OK

@@ -511,9 +511,11 @@ def _main(argv: list[str] | None = None) -> int:
             path = train_json_to_npz(args.train_json, _read(args.samples), args.outdir,
                                      args.train_size)
             print(f"wrote {path}")
-    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
-        raise EnvironmentProblem(f"cannot write {exc.filename or args.outdir}: {exc.strerror} "
-                                 "(--outdir)") from None
+    except OSError as exc:
+        if exc.filename:  # names the file it failed on
+            raise EnvironmentProblem(f"{exc.filename}: {exc.strerror}") from None
+        raise EnvironmentProblem(f"cannot write into {args.outdir} (--outdir): {exc.strerror}; "
+                                 "free space or choose another location") from None
     return EXIT_OK
 
 

@@ -126,10 +126,8 @@ def _main(argv: list[str] | None = None) -> int:
             algorithm=args.algorithm or "select()", train_size=args.train_size,
             seed=args.seed))
     except OSError as exc:
-        if isinstance(exc, (FileExistsError, NotADirectoryError, IsADirectoryError)):
-            raise EnvironmentProblem(f"cannot write {out_path}: {exc.strerror} "
-                                     "(--outdir)") from None
-        raise
+        raise EnvironmentProblem(f"cannot write {out_path} (--outdir): {exc.strerror}; free "
+                                 "space or choose another location") from None
 
     counts = np.bincount(pool.labels[rows], minlength=pool.num_classes)
     per_class = ", ".join(f"{name} {count}" for name, count in zip(pool.label_names, counts))
