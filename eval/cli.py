@@ -12,6 +12,7 @@ import numpy as np
 from eval.scoring import DATAPERF_SEEDS, score
 from protos import SampleSet, SamplesFormatError, read_samples
 from protos.atomic import atomic_write_text
+from protos.dataperf import dataperf_training_order
 from protos.errors import (
     EXIT_BAD_INPUT,
     EXIT_ENVIRONMENT,
@@ -115,8 +116,11 @@ def check_compatible(train: TrainSet, eval_set: SampleSet, train_path: Path,
 
 
 def verify_against_pool(train: TrainSet, pool: SampleSet, label_names: list[str],
-                        train_path: Path, pool_path: Path) -> None:
+                        train_path: Path, pool_path: Path) -> np.ndarray:
     """Every training row must be a genuine pool row: same id, class and vector.
+
+    Returns:
+        np.ndarray [shape=(M,)] int64, the pool row of each training row.
 
     Raises:
         EvalError: with code EXIT_RULES for a row that is not genuine, EXIT_BAD_INPUT
@@ -154,6 +158,7 @@ def verify_against_pool(train: TrainSet, pool: SampleSet, label_names: list[str]
     if len(differs):
         raise EvalError(f"{train_path}: {len(differs)} row(s) differ from their vectors in "
                         f"{pool_path}, first {train.ids[differs[0]]!r}", EXIT_RULES)
+    return rows
 
 
 def _read_samples_file(path: Path, flag: str) -> SampleSet:
@@ -186,16 +191,22 @@ def run(args: argparse.Namespace) -> int:
     if args.train_size is not None and len(train.y) > args.train_size:
         raise EvalError(f"{args.train_file}: {len(train.y)} training samples, more than "
                         f"--train_size {args.train_size}", EXIT_RULES)
+    pool_rows = None
     if args.samples_file is not None:
         pool = _read_samples_file(args.samples_file, "--samples_file")
-        verify_against_pool(train, pool, eval_set.label_names, args.train_file,
-                            args.samples_file)
+        pool_rows = verify_against_pool(train, pool, eval_set.label_names, args.train_file,
+                                        args.samples_file)
+    # DataPerf's harness trains on the rows in its own order, and SVC(probability=True)
+    # is order-sensitive: score in that order, so a train set scores the same here.
+    ids = train.ids if train.ids is not None else np.full(len(train.y), "")
+    order = dataperf_training_order(ids, train.y, pool_rows)
+    train_x, train_y = train.x[order], train.y[order]
 
     if not args.no_progress:
         print(f"{PROG}: training DataPerf's classifier on {len(train.y)} clips and scoring "
               f"{len(eval_set.ids)} eval clips, {len(DATAPERF_SEEDS)} seeds", file=sys.stderr,
               flush=True)
-    result = score(train.x, train.y, eval_set.embeddings, eval_set.labels,
+    result = score(train_x, train_y, eval_set.embeddings, eval_set.labels,
                    label_names=eval_set.label_names, progress=not args.no_progress,
                    keep_predictions=args.report is not None)
 

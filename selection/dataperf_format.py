@@ -41,6 +41,7 @@ import numpy as np
 
 from protos import NONTARGET, TARGET, DatasetMetadata, SampleSet, SamplesFormatError, read_samples, write_samples
 from protos.atomic import atomic_write_bytes, atomic_write_text
+from protos.dataperf import dataperf_training_order
 from protos.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, EnvironmentProblem, InputError, run_cli
 from protos.outputs import check_output_dir
 from protos.train_file import TRAIN_FILE_NAME, TrainFileError, TrainSet, load_train_file, write_train_file
@@ -240,17 +241,23 @@ def load_split(id_file: Path, embeddings_dir: Path, language: str, role: str) ->
         path = embeddings_dir / f"{word}.parquet"
         file_ids, vectors, file_provenance = read_parquet_vectors(path)
         provenance = provenance or file_provenance
-        row_of = {clip_id: row for row, clip_id in enumerate(file_ids)}
+        row_of = {}
+        for row, clip_id in enumerate(file_ids):
+            row_of.setdefault(clip_id, row)
         rows = []
         for clip_id, keyword, sample_type in wanted[word]:
             row = row_of.get(clip_id)
             if row is None:
                 raise DataPerfFormatError(f"{id_file} lists {clip_id!r}, which is not in {path}")
-            rows.append(row)
+            rows.append((row, clip_id, keyword, sample_type))
+        # The parquet file's order, as DataPerf's loader reads a keyword's clips: the
+        # pool's row order then stands for it (see protos.dataperf.dataperf_training_order).
+        rows.sort(key=lambda item: item[0])
+        for _, clip_id, keyword, sample_type in rows:
             ids.append(clip_id)
             types.append(sample_type)
             keywords.append(keyword)
-        blocks.append(vectors[np.asarray(rows, dtype=np.int64)])
+        blocks.append(vectors[np.asarray([item[0] for item in rows], dtype=np.int64)])
     dims = {block.shape[1] for block in blocks}
     if len(dims) > 1:
         raise DataPerfFormatError(f"{embeddings_dir}: vectors of different lengths {sorted(dims)}")
@@ -430,6 +437,9 @@ def train_json_to_npz(train_json: Path, samples: SampleSet, outdir: Path,
         stem = train_json.name.split("_")
         train_size = int(stem[1]) if len(stem) >= 3 and stem[1].isdigit() else len(rows)
     index = np.asarray(rows, dtype=np.int64)
+    # The rows DataPerf's harness would train on, in its order (the pool's row order
+    # stands for its parquet files' order).
+    index = index[dataperf_training_order(samples.ids[index], labels[index], index)]
     meta = samples.metadata
     outdir.mkdir(parents=True, exist_ok=True)
     return write_train_file(outdir / TRAIN_FILE_NAME, TrainSet(
