@@ -121,4 +121,5 @@ def assemble(clips, embeddings: np.ndarray, metadata):
         keywords=np.asarray([c.word for c in clips], dtype=str),
         embeddings=embeddings,
         metadata=metadata,
+        speakers=np.asarray([c.speaker for c in clips], dtype=str),
     )

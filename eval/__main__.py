@@ -2,6 +2,10 @@
 
 import sys
 
-from eval.cli import main
+try:
+    from eval.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the libraries load: still one line
+    print("python -m eval: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

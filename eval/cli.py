@@ -12,33 +12,47 @@ import numpy as np
 from eval.scoring import DATAPERF_SEEDS, score
 from protos import SampleSet, SamplesFormatError, read_samples
 from protos.atomic import atomic_write_text
-from protos.train_file import TrainFileError, TrainSet, load_train_file
+from protos.dataperf import dataperf_training_order
+from protos.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_ENVIRONMENT,
+    EXIT_OK,
+    EXIT_STATUS_HELP,
+    EXIT_USAGE,
+    DataperfSpeechError,
+    EnvironmentProblem,
+    InputError,
+    run_cli,
+)
+from protos.outputs import check_output_dir, check_output_file
+from protos.train_file import TrainSet, load_train_file
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 1  # missing/invalid file, or train and eval do not belong together
-EXIT_USAGE = 2  # argparse's own code
-EXIT_RULES = 3  # the training set breaks a rule: over --train_size, or not from --samples_file
+PROG = "python -m eval"
+#: The training set breaks a rule (over --train_size, or not from --samples_file): bad input.
+EXIT_RULES = EXIT_BAD_INPUT
+__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_OK", "EXIT_RULES", "EXIT_USAGE",
+           "EvalError", "main"]
 
 
-class EvalError(ValueError):
-    """One-line explanation of why scoring cannot go ahead; ``code`` is the exit code."""
+class EvalError(DataperfSpeechError, ValueError):
+    """One-line explanation of why scoring cannot go ahead; ``code`` is the exit status."""
 
     def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
         super().__init__(message)
-        self.code = code
+        self.code = self.exit_code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eval",
+        prog=PROG,
         description="Score a training set (train.npz) on an eval set (eval.pb) with "
         "DataPerf's protocol: soft-voting SVC(probability=True) + LogisticRegression, "
         f"macro F1, mean over seeds {list(DATAPERF_SEEDS)}. Prints per-class F1 and the "
         "score (last line).",
-        epilog=f"exit codes: {EXIT_OK} ok; {EXIT_BAD_INPUT} a file is missing or invalid, or "
-        "train and eval do not match (embedding dim, backend, model id, classes); "
-        f"{EXIT_USAGE} usage error; {EXIT_RULES} the training set breaks a rule (--train_size "
-        "cap, or a row that is not a genuine --samples_file row).",
+        epilog=EXIT_STATUS_HELP + ". Bad input (1) includes a missing or invalid file, train "
+        "and eval that do not match (embedding dim, backend, model id, classes) and a "
+        "training set that breaks a rule (--train_size cap, or a row that is not a genuine "
+        "--samples_file row).",
     )
     parser.add_argument("--eval_file", required=True, type=Path, metavar="PATH",
                         help="the held-out eval.pb")
@@ -102,8 +116,11 @@ def check_compatible(train: TrainSet, eval_set: SampleSet, train_path: Path,
 
 
 def verify_against_pool(train: TrainSet, pool: SampleSet, label_names: list[str],
-                        train_path: Path, pool_path: Path) -> None:
+                        train_path: Path, pool_path: Path) -> np.ndarray:
     """Every training row must be a genuine pool row: same id, class and vector.
+
+    Returns:
+        np.ndarray [shape=(M,)] int64, the pool row of each training row.
 
     Raises:
         EvalError: with code EXIT_RULES for a row that is not genuine, EXIT_BAD_INPUT
@@ -141,6 +158,7 @@ def verify_against_pool(train: TrainSet, pool: SampleSet, label_names: list[str]
     if len(differs):
         raise EvalError(f"{train_path}: {len(differs)} row(s) differ from their vectors in "
                         f"{pool_path}, first {train.ids[differs[0]]!r}", EXIT_RULES)
+    return rows
 
 
 def _read_samples_file(path: Path, flag: str) -> SampleSet:
@@ -149,23 +167,23 @@ def _read_samples_file(path: Path, flag: str) -> SampleSet:
         return read_samples(path)
     except FileNotFoundError as exc:
         raise EvalError(f"{exc} ({flag})") from None
-    except (SamplesFormatError, OSError) as exc:
+    except SamplesFormatError as exc:
         raise EvalError(str(exc)) from None
+    except OSError as exc:
+        raise EvalError(f"{path}: cannot be read ({exc.strerror}) ({flag})") from None
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything that could stop the run after the scoring is checked before it.
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     if args.report is not None:
-        from eval.report import ReportError, require_matplotlib
+        from eval.report import require_matplotlib
 
-        try:
-            require_matplotlib()  # before the scoring, not after it
-        except ReportError as exc:
-            raise EvalError(str(exc)) from None
+        require_matplotlib()
+        check_output_dir(args.report, "--report")
     eval_set = _read_samples_file(args.eval_file, "--eval_file")
-    try:
-        train = load_train_file(args.train_file)
-    except TrainFileError as exc:
-        raise EvalError(str(exc)) from None
+    train = load_train_file(args.train_file)
     if eval_set.metadata.role == "samples":
         print(f"warning: {args.eval_file} is a selection pool (role 'samples'), not an eval "
               "set", file=sys.stderr)
@@ -173,12 +191,22 @@ def run(args: argparse.Namespace) -> int:
     if args.train_size is not None and len(train.y) > args.train_size:
         raise EvalError(f"{args.train_file}: {len(train.y)} training samples, more than "
                         f"--train_size {args.train_size}", EXIT_RULES)
+    pool_rows = None
     if args.samples_file is not None:
         pool = _read_samples_file(args.samples_file, "--samples_file")
-        verify_against_pool(train, pool, eval_set.label_names, args.train_file,
-                            args.samples_file)
+        pool_rows = verify_against_pool(train, pool, eval_set.label_names, args.train_file,
+                                        args.samples_file)
+    # DataPerf's harness trains on the rows in its own order, and SVC(probability=True)
+    # is order-sensitive: score in that order, so a train set scores the same here.
+    ids = train.ids if train.ids is not None else np.full(len(train.y), "")
+    order = dataperf_training_order(ids, train.y, pool_rows)
+    train_x, train_y = train.x[order], train.y[order]
 
-    result = score(train.x, train.y, eval_set.embeddings, eval_set.labels,
+    if not args.no_progress:
+        print(f"{PROG}: training DataPerf's classifier on {len(train.y)} clips and scoring "
+              f"{len(eval_set.ids)} eval clips, {len(DATAPERF_SEEDS)} seeds", file=sys.stderr,
+              flush=True)
+    result = score(train_x, train_y, eval_set.embeddings, eval_set.labels,
                    label_names=eval_set.label_names, progress=not args.no_progress,
                    keep_predictions=args.report is not None)
 
@@ -206,14 +234,15 @@ def run(args: argparse.Namespace) -> int:
         try:
             atomic_write_text(args.json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         except OSError as exc:
-            raise EvalError(f"cannot write {args.json}: {exc}") from None
+            raise EnvironmentProblem(f"cannot write {args.json} (--json): {exc.strerror}; free "
+                                     "space or choose another location") from None
     if args.report is not None:
         _write_report(args, result, train, eval_set)
     return EXIT_OK
 
 
 def _write_report(args: argparse.Namespace, result, train: TrainSet, eval_set: SampleSet) -> None:
-    from eval.report import ReportError, ReportInputs, write_report
+    from eval.report import ReportInputs, write_report
 
     algorithm = train.algorithm
     meta = eval_set.metadata
@@ -231,20 +260,18 @@ def _write_report(args: argparse.Namespace, result, train: TrainSet, eval_set: S
         train_ids=train.ids, eval_x=eval_set.embeddings, eval_y=eval_set.labels,
         eval_keywords=eval_set.keywords,
         title=f"{args.train_file} scored on {args.eval_file}", facts=facts)
-    try:
-        path = write_report(args.report, inputs, args.report_projection)
-    except ReportError as exc:
-        raise EvalError(str(exc)) from None
+    path = write_report(args.report, inputs, args.report_projection)
     print(f"report: {path}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.train_size is not None and args.train_size < 1:
-        print(f"error: --train_size must be at least 1, got {args.train_size}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        return run(args)
-    except EvalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
+        raise InputError(f"--train_size must be at least 1, got {args.train_size}")
+    return run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m eval``: exit status as in :mod:`protos.errors`, errors as one
+    ``python -m eval: error: ...`` line on stderr."""
+    return run_cli(PROG, _main, argv)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from protos.atomic import atomic_write_text
+from protos.errors import EnvironmentProblem
 
 #: Points (eval + train) on a t-SNE map at most; eval clips are subsampled above it.
 TSNE_MAX_POINTS = 1500
@@ -34,8 +35,8 @@ MAP_MAX_POINTS = 6000
 NONTARGET_COLOUR = "#9e9e9e"
 
 
-class ReportError(RuntimeError):
-    """The report cannot be made (matplotlib missing, output not writable)."""
+class ReportError(EnvironmentProblem):
+    """The report cannot be made (matplotlib missing, output not writable): exit status 3."""
 
 
 def require_matplotlib() -> None:
@@ -107,25 +108,68 @@ def precision_recall(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return precision, recall
 
 
+def format_count(value: float) -> str:
+    """A clip count that may be a mean over seeds: whole numbers as they are, others
+    with one decimal, and a count above zero never shown as "0" ("<0.1")."""
+    value = float(value)
+    if abs(value - round(value)) < 1e-9:
+        return f"{round(value):d}"
+    if value < 0.05:
+        return "<0.1"
+    return f"{value:.1f}"
+
+
+def format_share(part: float, whole: float) -> str:
+    """``part / whole`` as a percentage; a share above zero never shown as "0%"."""
+    if whole <= 0:
+        return "0%"
+    share = part / whole
+    if 0 < share < 0.005:
+        return "<1%"
+    if share < 1 and round(share * 100) == 100:
+        return ">99%"
+    return f"{share:.0%}"
+
+
+def confusion_cell_labels(confusion: np.ndarray, n_seeds: int) -> list[list[str]]:
+    """The text of each confusion-matrix cell: mean clips per seed and share of the row.
+
+    Args:
+        confusion : np.ndarray [shape=(C, C)] int. Clip counts summed over ``n_seeds``.
+
+    Returns:
+        [C][C] strings, ``"COUNT\nSHARE"``, or ``""`` for a cell no seed ever used. The
+        count and the share come from the same mean, so they agree: a cell never reads
+        "0" beside "4%".
+    """
+    mean = np.asarray(confusion, dtype=np.float64) / max(n_seeds, 1)
+    rows = mean.sum(axis=1)
+    return [[f"{format_count(mean[i, j])}\n{format_share(mean[i, j], rows[i])}"
+             if mean[i, j] > 0 else "" for j in range(mean.shape[1])]
+            for i in range(mean.shape[0])]
+
+
 def figure_confusion(confusion: np.ndarray, names: list[str], n_seeds: int) -> str:
     import matplotlib.pyplot as plt
 
     mean = np.asarray(confusion, dtype=np.float64) / max(n_seeds, 1)
     rows = mean.sum(axis=1, keepdims=True)
     share = np.divide(mean, rows, out=np.zeros_like(mean), where=rows > 0)
+    labels = confusion_cell_labels(confusion, n_seeds)
     size = 1.5 + 0.75 * len(names)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(names)):
         for j in range(len(names)):
-            if mean[i, j] > 0:
-                ax.text(j, i, f"{mean[i, j]:.0f}\n{share[i, j]:.0%}", ha="center", va="center",
+            if labels[i][j]:
+                ax.text(j, i, labels[i][j], ha="center", va="center",
                         fontsize=8, color="white" if share[i, j] > 0.5 else "black")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class (eval clips)")
-    ax.set_title("Confusion matrix: clips (mean over seeds) and share of the row")
+    ax.set_title(f"Confusion matrix: eval clips per seed (mean over {n_seeds} seeds)\n"
+                 "and share of the true class")
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     return _png(fig)
 
@@ -251,19 +295,25 @@ def figure_map(inputs: ReportInputs, wrong: np.ndarray, colours: list[str], meth
                                          "pca" if method == "pca" else "tsne")
     eval_y, wrong_shown = inputs.eval_y[shown], wrong[shown]
     fig, ax = plt.subplots(figsize=(9, 7.5))
-    # Nontargets first (underneath), targets on top.
-    for c in range(len(names)):
-        sel = eval_y == c
-        ax.scatter(eval_xy[sel, 0], eval_xy[sel, 1], s=9 if c else 6, c=colours[c],
-                   alpha=0.35 if c == 0 else 0.6, linewidths=0, zorder=1 if c == 0 else 2)
-    ax.scatter(eval_xy[wrong_shown, 0], eval_xy[wrong_shown, 1], s=26, facecolors="none",
-               edgecolors="#d62728", linewidths=0.7, zorder=3)
+    # Layers, bottom to top: nontarget eval clips, the selected training clips, the
+    # keyword eval clips (what the map is for: never hidden under a training marker),
+    # then the rings of eval clips most seeds got wrong.
+    sel = eval_y == 0
+    ax.scatter(eval_xy[sel, 0], eval_xy[sel, 1], s=8, c=colours[0], alpha=0.35,
+               linewidths=0, zorder=1)
     for c in range(len(names)):
         sel = inputs.train_y == c
-        ax.scatter(train_xy[sel, 0], train_xy[sel, 1], s=170, c=colours[c],
-                   marker="*" if c else "P", edgecolors="black", linewidths=1.1, zorder=4)
-    handles = [Line2D([], [], marker="o", linestyle="", color=colours[c], label=names[c])
-               for c in range(len(names))]
+        ax.scatter(train_xy[sel, 0], train_xy[sel, 1], s=150, c=colours[c],
+                   marker="*" if c else "P", edgecolors="black", linewidths=1.0, alpha=0.85,
+                   zorder=2)
+    for c in range(1, len(names)):
+        sel = eval_y == c
+        ax.scatter(eval_xy[sel, 0], eval_xy[sel, 1], s=30, c=colours[c], alpha=0.95,
+                   edgecolors="white", linewidths=0.5, zorder=3)
+    ax.scatter(eval_xy[wrong_shown, 0], eval_xy[wrong_shown, 1], s=48, facecolors="none",
+               edgecolors="#d62728", linewidths=0.9, zorder=4)
+    handles = [Line2D([], [], marker="o", linestyle="", color=colours[c], label=names[c],
+                      markersize=5 if c == 0 else 7) for c in range(len(names))]
     handles += [
         Line2D([], [], marker="*", linestyle="", markersize=13, markerfacecolor="white",
                markeredgecolor="black", label="selected training clip (target)"),
@@ -285,35 +335,56 @@ def figure_map(inputs: ReportInputs, wrong: np.ndarray, colours: list[str], meth
 
 
 def summary_lines(inputs: ReportInputs, precision: np.ndarray, recall: np.ndarray) -> list[str]:
-    """Plain-language observations, most important first."""
+    """Plain-language observations, most important first.
+
+    Every number in a sentence comes from the same confusion matrix (clips summed over
+    the seeds, shown as the mean per seed), so the sentences agree with each other and
+    with the table: a class with recall below 1 is never said to have missed "0" clips.
+    """
     r = inputs.result
     names = inputs.label_names
     seeds = list(r.per_seed.values())
-    confusion = np.asarray(r.confusion, dtype=np.float64) / max(len(seeds), 1)
+    n_seeds = max(len(seeds), 1)
+    summed = np.asarray(r.confusion, dtype=np.float64)
+    confusion = summed / n_seeds
+    per_seed = "" if n_seeds == 1 else " per seed"
     lines = [f"Score {r.score:.4f}: macro F1 over {len(names)} classes, mean of "
              f"{len(seeds)} classifier seeds (range {min(seeds):.4f} to {max(seeds):.4f})."]
     f1 = np.array([r.per_class_f1[n] for n in names])
     worst = int(np.argmin(f1))
     row = confusion[worst].copy()
-    lost = row.sum() - row[worst]
-    if lost > 0:
+    n_clips = summed[worst].sum() / n_seeds
+    lost = (summed[worst].sum() - summed[worst, worst]) / n_seeds
+    if n_clips == 0:
+        lines.append(f"Weakest class: {names[worst]!r} (F1 {f1[worst]:.3f}): the eval set has "
+                     "no clips of it.")
+    elif lost > 0:
         row[worst] = 0
         where = int(np.argmax(row))
         lines.append(f"Weakest class: {names[worst]!r} (F1 {f1[worst]:.3f}, precision "
                      f"{precision[worst]:.3f}, recall {recall[worst]:.3f}); "
-                     f"{lost:.0f} of its {confusion[worst].sum():.0f} eval clips were missed, "
-                     f"mostly predicted as {names[where]!r} ({row[where]:.0f}).")
+                     f"{format_count(lost)} of its {format_count(n_clips)} eval clips were "
+                     f"missed{per_seed} ({format_share(lost, n_clips)}), most often predicted "
+                     f"as {names[where]!r} ({format_count(row[where])}{per_seed}).")
+    elif precision[worst] < 1:
+        lines.append(f"Weakest class: {names[worst]!r} (F1 {f1[worst]:.3f}): all its "
+                     f"{format_count(n_clips)} eval clips were found; its F1 is lost to false "
+                     f"alarms (precision {precision[worst]:.3f}).")
     else:
-        lines.append(f"Weakest class: {names[worst]!r} (F1 {f1[worst]:.3f}): all its clips were "
-                     f"found; its F1 is lost to false alarms (precision {precision[worst]:.3f}).")
+        lines.append(f"Weakest class: {names[worst]!r} (F1 {f1[worst]:.3f}): every one of its "
+                     f"{format_count(n_clips)} eval clips was found, with no false alarm.")
     false_alarms = confusion[0, 1:]
     if len(false_alarms) and false_alarms.sum() > 0:
         top = int(np.argmax(false_alarms)) + 1
-        share = false_alarms.sum() / max(confusion[0].sum(), 1)
-        lines.append(f"False alarms: {false_alarms.sum():.0f} of {confusion[0].sum():.0f} "
-                     f"nontarget eval clips ({share:.1%}) were taken for a keyword, most often "
-                     f"{names[top]!r} ({false_alarms[top - 1]:.0f}). Every false alarm lowers "
-                     "that keyword's precision.")
+        n_false = summed[0, 1:].sum() / n_seeds
+        n_nontarget = summed[0].sum() / n_seeds
+        lines.append(f"False alarms: {format_count(n_false)} of "
+                     f"{format_count(n_nontarget)} nontarget eval clips{per_seed} "
+                     f"({format_share(n_false, n_nontarget)}) were taken for "
+                     f"a keyword, most often {names[top]!r} "
+                     f"({format_count(false_alarms[top - 1])}{per_seed}). Every false alarm "
+                     "lowers that "
+                     "keyword's precision.")
     counts = np.bincount(inputs.train_y, minlength=len(names))
     parts = ", ".join(f"{names[c]} {counts[c]}" for c in range(len(names)))
     lines.append(f"Training set: {len(inputs.train_y)} clips ({parts}).")
@@ -394,11 +465,14 @@ LogisticRegression trained on the selection, scored on the eval set, mean over s
 {img("per_class", "per-class F1, precision and recall")}
 <h2>Confusion matrix</h2>
 <p class="note">Rows: the true class of eval clips; columns: what the classifier said.
-Off-diagonal cells in the nontarget row are false alarms; in a keyword's row, misses.</p>
+Each cell: eval clips per classifier seed (the mean over the seeds, so it can be a
+fraction) and their share of the row. Off-diagonal cells in the nontarget row are false
+alarms; in a keyword's row, misses.</p>
 {img("confusion", "confusion matrix")}
 <h2>Where the selection sits</h2>
 <p class="note">Each dot is an eval clip ({esc(used)}); stars (targets) and crosses
-(nontargets) with black outlines are the selected training clips. A class whose eval
+(nontargets) with black outlines are the selected training clips; keyword eval clips
+are drawn on top of them (white-edged dots), nontarget eval clips underneath. A class whose eval
 clips spread where no training clip of its own sits, or where other classes' training
 clips sit, is the class that loses F1. Red rings mark eval clips most seeds got wrong.</p>
 {img("map", "2-D map of the eval embeddings with the selected training clips")}

@@ -100,6 +100,9 @@ class SampleSet:
             and nontargets alike; ``""`` everywhere in a seed-schema file.
         embeddings : np.ndarray [shape=(N, D)] float32.
         metadata : DatasetMetadata.
+        speakers : np.ndarray [shape=(N,)] str. Who spoke each clip (the corpus's
+            speaker id); ``""`` where unknown (``speakers=None``: unknown for all, as in
+            files written before the field existed).
     """
 
     ids: np.ndarray
@@ -107,6 +110,7 @@ class SampleSet:
     keywords: np.ndarray | None
     embeddings: np.ndarray
     metadata: DatasetMetadata = field(default_factory=DatasetMetadata)
+    speakers: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids = _as_str_array(self.ids)
@@ -114,6 +118,9 @@ class SampleSet:
         if self.keywords is None:
             self.keywords = np.full(len(self.ids), "", dtype="<U1")
         self.keywords = _as_str_array(self.keywords)
+        if self.speakers is None:
+            self.speakers = np.full(len(self.ids), "", dtype="<U1")
+        self.speakers = _as_str_array(self.speakers)
         self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
 
     def __len__(self) -> int:
@@ -170,6 +177,7 @@ class SampleSet:
                 target_keywords=list(self.metadata.target_keywords),
                 params=dict(self.metadata.params),
             ),
+            speakers=self.speakers[indices],
         )
 
 
@@ -208,6 +216,8 @@ def _validate(sample_set: SampleSet, where: str) -> None:
     if ids.ndim != 1 or types.shape != (n,) or keywords.shape != (n,):
         fail(f"ids, sample_types and keywords must all have shape ({n},); got "
              f"{ids.shape}, {types.shape} and {keywords.shape}")
+    if sample_set.speakers.shape != (n,):
+        fail(f"speakers must have shape ({n},), got {sample_set.speakers.shape}")
     if emb.ndim != 2 or emb.shape[0] != n:
         fail(f"embeddings must have shape ({n}, D); got {emb.shape}")
     if emb.shape[1] == 0:
@@ -373,6 +383,7 @@ def concatenate(parts: Sequence[SampleSet], where: str = "samples", names: Seque
         ids=np.concatenate([p.ids for p in parts]),
         sample_types=np.concatenate([p.sample_types for p in parts]),
         keywords=np.concatenate([p.keywords for p in parts]),
+        speakers=np.concatenate([p.speakers for p in parts]),
         embeddings=np.concatenate([p.embeddings for p in parts]),
         metadata=dataclasses.replace(first.metadata,
                                      target_keywords=list(first.metadata.target_keywords),
@@ -406,6 +417,7 @@ def _read_one(path: Path) -> SampleSet:
     ids = np.asarray([s.sample_id for s in samples], dtype=str)
     types = np.asarray([s.sample_type for s in samples], dtype=np.int32)
     keywords = np.asarray([s.keyword for s in samples], dtype=str)
+    speakers = np.asarray([s.speaker for s in samples], dtype=str)
     if not wire.num_samples and (wire.HasField("metadata") or (keywords != "").any()):
         # write_samples always ends a file with num_samples; only seed-schema files
         # (no keywords, no metadata) lack it.
@@ -434,7 +446,7 @@ def _read_one(path: Path) -> SampleSet:
         embeddings = embeddings.astype(np.float32, copy=False)
 
     sample_set = SampleSet(ids=ids, sample_types=types, keywords=keywords,
-                           embeddings=embeddings, metadata=metadata)
+                           embeddings=embeddings, metadata=metadata, speakers=speakers)
     _validate(sample_set, where)
     return sample_set
 
@@ -525,15 +537,17 @@ def serialize_samples(sample_set: SampleSet, where: str = "cannot serialize samp
     n, dim = sample_set.embeddings.shape
     message = _WireSamples()
     vectors = np.ascontiguousarray(sample_set.embeddings, dtype="<f4")
-    for sample_id, sample_type, keyword, vector in zip(
+    for sample_id, sample_type, keyword, speaker, vector in zip(
             sample_set.ids.tolist(), sample_set.sample_types.tolist(),
-            sample_set.keywords.tolist(), vectors):
+            sample_set.keywords.tolist(), sample_set.speakers.tolist(), vectors):
         sample = message.samples.add()
         sample.sample_type = sample_type
         sample.sample_id = sample_id
         sample.mswc_embedding_vector.append(vector.tobytes())
         if keyword:
             sample.keyword = keyword
+        if speaker:
+            sample.speaker = speaker
     meta = sample_set.metadata
     out = message.metadata
     out.language = meta.language

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rsamples.proto\x12\x0f\x64\x61taperf_speech\"}\n\x06Sample\x12\x30\n\x0bsample_type\x18\x01 \x01(\x0e\x32\x1b.dataperf_speech.SampleType\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12\x1d\n\x15mswc_embedding_vector\x18\x03 \x03(\x02\x12\x0f\n\x07keyword\x18\x04 \x01(\t\"\x86\x02\n\x0f\x44\x61tasetMetadata\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x17\n\x0ftarget_keywords\x18\x02 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x15\n\rembedding_dim\x18\x04 \x01(\r\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x13\n\x0bsample_rate\x18\x06 \x01(\r\x12\x0c\n\x04role\x18\x07 \x01(\t\x12<\n\x06params\x18\x08 \x03(\x0b\x32,.dataperf_speech.DatasetMetadata.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\x07Samples\x12(\n\x07samples\x18\x01 \x03(\x0b\x32\x17.dataperf_speech.Sample\x12\x32\n\x08metadata\x18\x02 \x01(\x0b\x32 .dataperf_speech.DatasetMetadata\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x04*\'\n\nSampleType\x12\n\n\x06TARGET\x10\x00\x12\r\n\tNONTARGET\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rsamples.proto\x12\x0f\x64\x61taperf_speech\"\x8e\x01\n\x06Sample\x12\x30\n\x0bsample_type\x18\x01 \x01(\x0e\x32\x1b.dataperf_speech.SampleType\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12\x1d\n\x15mswc_embedding_vector\x18\x03 \x03(\x02\x12\x0f\n\x07keyword\x18\x04 \x01(\t\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"\x86\x02\n\x0f\x44\x61tasetMetadata\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x17\n\x0ftarget_keywords\x18\x02 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x15\n\rembedding_dim\x18\x04 \x01(\r\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x13\n\x0bsample_rate\x18\x06 \x01(\r\x12\x0c\n\x04role\x18\x07 \x01(\t\x12<\n\x06params\x18\x08 \x03(\x0b\x32,.dataperf_speech.DatasetMetadata.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\x07Samples\x12(\n\x07samples\x18\x01 \x03(\x0b\x32\x17.dataperf_speech.Sample\x12\x32\n\x08metadata\x18\x02 \x01(\x0b\x32 .dataperf_speech.DatasetMetadata\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x04*\'\n\nSampleType\x12\n\n\x06TARGET\x10\x00\x12\r\n\tNONTARGET\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,14 +23,14 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_DATASETMETADATA_PARAMSENTRY']._options = None
   _globals['_DATASETMETADATA_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_SAMPLETYPE']._serialized_start=552
-  _globals['_SAMPLETYPE']._serialized_end=591
-  _globals['_SAMPLE']._serialized_start=34
-  _globals['_SAMPLE']._serialized_end=159
-  _globals['_DATASETMETADATA']._serialized_start=162
-  _globals['_DATASETMETADATA']._serialized_end=424
-  _globals['_DATASETMETADATA_PARAMSENTRY']._serialized_start=379
-  _globals['_DATASETMETADATA_PARAMSENTRY']._serialized_end=424
-  _globals['_SAMPLES']._serialized_start=426
-  _globals['_SAMPLES']._serialized_end=550
+  _globals['_SAMPLETYPE']._serialized_start=570
+  _globals['_SAMPLETYPE']._serialized_end=609
+  _globals['_SAMPLE']._serialized_start=35
+  _globals['_SAMPLE']._serialized_end=177
+  _globals['_DATASETMETADATA']._serialized_start=180
+  _globals['_DATASETMETADATA']._serialized_end=442
+  _globals['_DATASETMETADATA_PARAMSENTRY']._serialized_start=397
+  _globals['_DATASETMETADATA_PARAMSENTRY']._serialized_end=442
+  _globals['_SAMPLES']._serialized_start=444
+  _globals['_SAMPLES']._serialized_end=568
 # @@protoc_insertion_point(module_scope)

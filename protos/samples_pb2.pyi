@@ -14,16 +14,18 @@ TARGET: SampleType
 NONTARGET: SampleType
 
 class Sample(_message.Message):
-    __slots__ = ("sample_type", "sample_id", "mswc_embedding_vector", "keyword")
+    __slots__ = ("sample_type", "sample_id", "mswc_embedding_vector", "keyword", "speaker")
     SAMPLE_TYPE_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
     MSWC_EMBEDDING_VECTOR_FIELD_NUMBER: _ClassVar[int]
     KEYWORD_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
     sample_type: SampleType
     sample_id: str
     mswc_embedding_vector: _containers.RepeatedScalarFieldContainer[float]
     keyword: str
-    def __init__(self, sample_type: _Optional[_Union[SampleType, str]] = ..., sample_id: _Optional[str] = ..., mswc_embedding_vector: _Optional[_Iterable[float]] = ..., keyword: _Optional[str] = ...) -> None: ...
+    speaker: str
+    def __init__(self, sample_type: _Optional[_Union[SampleType, str]] = ..., sample_id: _Optional[str] = ..., mswc_embedding_vector: _Optional[_Iterable[float]] = ..., keyword: _Optional[str] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class DatasetMetadata(_message.Message):
     __slots__ = ("language", "target_keywords", "backend", "embedding_dim", "model_id", "sample_rate", "role", "params")

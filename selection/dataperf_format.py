@@ -41,6 +41,9 @@ import numpy as np
 
 from protos import NONTARGET, TARGET, DatasetMetadata, SampleSet, SamplesFormatError, read_samples, write_samples
 from protos.atomic import atomic_write_bytes, atomic_write_text
+from protos.dataperf import dataperf_training_order
+from protos.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, EnvironmentProblem, InputError, run_cli
+from protos.outputs import check_output_dir
 from protos.train_file import TRAIN_FILE_NAME, TrainFileError, TrainSet, load_train_file, write_train_file
 
 ALLOWED_TRAINING_SET = "allowed_training_set.yaml"
@@ -54,12 +57,11 @@ IMPORTED_BACKEND = "mswc"
 #: Parquet schema-metadata key under which export records backend / model id / dim.
 PROVENANCE_KEY = "dataperf_speech.provenance"
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
+PROG = "python -m selection.dataperf_format"
+__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "EXIT_USAGE", "DataPerfFormatError", "main"]
 
 
-class DataPerfFormatError(ValueError):
+class DataPerfFormatError(InputError):
     """A file in DataPerf's layout (or a file to convert into it) is missing or invalid."""
 
 
@@ -68,7 +70,7 @@ def _require(module: str):
         return __import__(module, fromlist=["_"])
     except ImportError:
         package = {"pyarrow.parquet": "pyarrow", "pyarrow": "pyarrow", "yaml": "pyyaml"}[module]
-        raise DataPerfFormatError(
+        raise EnvironmentProblem(
             f"DataPerf's format needs {package}, which is not installed: "
             "pip install 'dataperf-speech[interop]'") from None
 
@@ -93,7 +95,11 @@ def read_id_lists(path: Path) -> tuple[dict[str, list[str]], list[str]]:
     """
     if not path.is_file():
         raise DataPerfFormatError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataPerfFormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                  "DataPerf's yaml and json files are UTF-8") from None
     try:
         if path.suffix == ".json":
             document = json.loads(text)
@@ -235,17 +241,23 @@ def load_split(id_file: Path, embeddings_dir: Path, language: str, role: str) ->
         path = embeddings_dir / f"{word}.parquet"
         file_ids, vectors, file_provenance = read_parquet_vectors(path)
         provenance = provenance or file_provenance
-        row_of = {clip_id: row for row, clip_id in enumerate(file_ids)}
+        row_of = {}
+        for row, clip_id in enumerate(file_ids):
+            row_of.setdefault(clip_id, row)
         rows = []
         for clip_id, keyword, sample_type in wanted[word]:
             row = row_of.get(clip_id)
             if row is None:
                 raise DataPerfFormatError(f"{id_file} lists {clip_id!r}, which is not in {path}")
-            rows.append(row)
+            rows.append((row, clip_id, keyword, sample_type))
+        # The parquet file's order, as DataPerf's loader reads a keyword's clips: the
+        # pool's row order then stands for it (see protos.dataperf.dataperf_training_order).
+        rows.sort(key=lambda item: item[0])
+        for _, clip_id, keyword, sample_type in rows:
             ids.append(clip_id)
             types.append(sample_type)
             keywords.append(keyword)
-        blocks.append(vectors[np.asarray(rows, dtype=np.int64)])
+        blocks.append(vectors[np.asarray([item[0] for item in rows], dtype=np.int64)])
     dims = {block.shape[1] for block in blocks}
     if len(dims) > 1:
         raise DataPerfFormatError(f"{embeddings_dir}: vectors of different lengths {sorted(dims)}")
@@ -425,6 +437,9 @@ def train_json_to_npz(train_json: Path, samples: SampleSet, outdir: Path,
         stem = train_json.name.split("_")
         train_size = int(stem[1]) if len(stem) >= 3 and stem[1].isdigit() else len(rows)
     index = np.asarray(rows, dtype=np.int64)
+    # The rows DataPerf's harness would train on, in its order (the pool's row order
+    # stands for its parquet files' order).
+    index = index[dataperf_training_order(samples.ids[index], labels[index], index)]
     meta = samples.metadata
     outdir.mkdir(parents=True, exist_ok=True)
     return write_train_file(outdir / TRAIN_FILE_NAME, TrainSet(
@@ -439,12 +454,11 @@ def train_json_to_npz(train_json: Path, samples: SampleSet, outdir: Path,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m selection.dataperf_format",
+        prog=PROG,
         description="Convert between samples.pb/eval.pb/train.npz and DataPerf's published "
         "layout (allowed_training_set.yaml, eval.yaml, train_embeddings/ and "
         "eval_embeddings/ with per-word parquet files, {lang}_{size}_train.json).",
-        epilog=f"exit codes: {EXIT_OK} ok; {EXIT_BAD_INPUT} missing or invalid input; "
-        f"{EXIT_USAGE} usage error.")
+        epilog=EXIT_STATUS_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("import", help="dataperf_{lang}_data/ -> samples.pb + eval.pb")
@@ -487,8 +501,9 @@ def _read(path: Path) -> SampleSet:
         raise DataPerfFormatError(str(exc)) from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_output_dir(args.outdir, "--outdir")
     try:
         if args.command == "import":
             s, e = import_dataperf(args.data_dir, args.outdir, args.language,
@@ -506,10 +521,18 @@ def main(argv: list[str] | None = None) -> int:
             path = train_json_to_npz(args.train_json, _read(args.samples), args.outdir,
                                      args.train_size)
             print(f"wrote {path}")
-    except (DataPerfFormatError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except OSError as exc:
+        if exc.filename:  # names the file it failed on
+            raise EnvironmentProblem(f"{exc.filename}: {exc.strerror}") from None
+        raise EnvironmentProblem(f"cannot write into {args.outdir} (--outdir): {exc.strerror}; "
+                                 "free space or choose another location") from None
     return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m selection.dataperf_format``: exit status as in :mod:`protos.errors`,
+    errors as one line on stderr."""
+    return run_cli(PROG, _main, argv)
 
 
 if __name__ == "__main__":

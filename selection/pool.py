@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from protos import DatasetMetadata, SampleSet
+from protos.errors import InputError
 
 
-class SelectionError(ValueError):
-    """A selection cannot be made, or what ``select()`` returned is not a valid one."""
+class SelectionError(InputError):
+    """A selection cannot be made, or what ``select()`` returned is not a valid one
+    (a ``ValueError``; exit status 1 in ``selection.main``)."""
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -45,6 +47,10 @@ class Pool:
         train_size : int. The budget: return at most this many ids in total.
         seed : int. Seed every source of randomness with it (reproducible selections).
         metadata : protos.DatasetMetadata. Language, backend, model id, ... of the pool.
+        speakers : np.ndarray [shape=(N,)] str. Who spoke each clip, as the corpus names
+            them; ``""`` where the pool does not record it (all ``""`` for files
+            written without speakers). DataPerf's eval clips come from other speakers
+            than the pool's: split by speaker when simulating it.
 
     The arrays are read-only views; copy one (``np.array(pool.embeddings)``) to modify it.
     """
@@ -57,6 +63,11 @@ class Pool:
     train_size: int
     seed: int
     metadata: DatasetMetadata
+    speakers: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.speakers is None:
+            object.__setattr__(self, "speakers", _frozen(np.full(len(self.ids), "", dtype="<U1")))
 
     @classmethod
     def from_sample_set(cls, sample_set: SampleSet, train_size: int, seed: int) -> "Pool":
@@ -73,6 +84,7 @@ class Pool:
                 sample_set.metadata,
                 target_keywords=list(sample_set.metadata.target_keywords),
                 params=dict(sample_set.metadata.params)),
+            speakers=_frozen(sample_set.speakers),
         )
 
     @property

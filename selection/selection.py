@@ -26,6 +26,8 @@ def select(pool: Pool, algorithm: str = implementations.DEFAULT_ALGORITHM) -> di
             - ``pool.embeddings`` : np.ndarray [shape=(N, D)] float32, row i is ``ids[i]``;
             - ``pool.keywords`` : np.ndarray [shape=(N,)] str, the word spoken in each clip
               (nontargets too; all ``""`` for a seed-schema samples.pb);
+            - ``pool.speakers`` : np.ndarray [shape=(N,)] str, who spoke each clip (``""``
+              where the pool does not record it);
             - ``pool.train_size`` : int, the budget (``--train_size``, DataPerf uses 25 / 60);
             - ``pool.seed`` : int, seed all randomness with it (``--seed``);
             - ``pool.metadata`` : protos.DatasetMetadata (language, backend, model_id, ...);

@@ -171,7 +171,7 @@ def test_seed_schema_files_score_as_two_classes(tmp_path):
 def test_missing_files(files, tmp_path, capsys):
     code, _, err = run_main(capsys, "--eval_file", str(tmp_path / "nope.pb"),
                             "--train_file", str(files / "train.npz"))
-    assert code == EXIT_BAD_INPUT and err.startswith(f"error: {tmp_path / 'nope.pb'}: no such file")
+    assert code == EXIT_BAD_INPUT and err.startswith(f"python -m eval: error: {tmp_path / 'nope.pb'}: no such file")
     assert err.endswith("(--eval_file)\n") and err.count("\n") == 1
     code, _, err = run_main(capsys, "--eval_file", str(files / "eval.pb"),
                             "--train_file", str(tmp_path / "nope.npz"))
@@ -182,7 +182,7 @@ def refused(capsys, files, train_file, *extra, code=EXIT_BAD_INPUT, eval_file=No
     got, out, err = run_main(capsys, "--eval_file", str(eval_file or files / "eval.pb"),
                              "--train_file", str(train_file), *extra)
     assert got == code, err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert err.startswith("python -m eval: error: ") and err.count("\n") == 1, err
     assert "score" not in out
     return err
 

@@ -154,7 +154,7 @@ def test_bad_official_data_fails_with_one_line(tmp_path, capsys, breakage, messa
                    "--train_embeddings_dir", str(emb), "--eval_embeddings_dir", str(emb))
     err = capsys.readouterr().err
     assert code == fmt.EXIT_BAD_INPUT
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert err.startswith("python -m selection.dataperf_format: error: ") and err.count("\n") == 1 and message in err
     assert not (tmp_path / "out" / "samples.pb").exists()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from eval.cli import EXIT_BAD_INPUT, main  # noqa: E402
+from eval.cli import EXIT_ENVIRONMENT, main  # noqa: E402
 from eval.scoring import score  # noqa: E402
 from protos import write_samples  # noqa: E402
 from protos.synthetic import random_sample_set  # noqa: E402
@@ -122,7 +122,105 @@ sys.exit(main(['--eval_file', {str(task / 'eval.pb')!r}, '--train_file',
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
-    assert result.returncode == EXIT_BAD_INPUT
+    assert result.returncode == EXIT_ENVIRONMENT
     assert result.stderr.count("\n") == 1 and "matplotlib" in result.stderr
     assert result.stdout == ""  # refused before scoring
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------- sentences and cells on constructed matrices
+
+from eval.report import (  # noqa: E402
+    ReportInputs,
+    confusion_cell_labels,
+    precision_recall,
+    summary_lines,
+)
+from eval.scoring import ScoreResult  # noqa: E402
+
+
+def constructed_inputs(confusion: np.ndarray, n_seeds: int) -> tuple[ReportInputs, np.ndarray,
+                                                                      np.ndarray]:
+    """Report inputs for a confusion matrix summed over ``n_seeds`` (no classifier run)."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    names = ["nontarget", *[f"kw{i}" for i in range(1, len(confusion))]]
+    precision, recall = precision_recall(confusion)
+    f1 = np.divide(2 * precision * recall, precision + recall,
+                   out=np.zeros_like(precision), where=precision + recall > 0)
+    eval_y = np.repeat(np.arange(len(names)), confusion.sum(axis=1) // n_seeds)
+    result = ScoreResult(score=float(f1.mean()), per_seed={s: float(f1.mean()) for s in
+                                                           range(n_seeds)},
+                         per_class_f1=dict(zip(names, f1.tolist())), label_names=names,
+                         train_counts={}, eval_counts={}, confusion=confusion.tolist())
+    inputs = ReportInputs(result=result, label_names=names, train_x=np.zeros((len(names), 2)),
+                          train_y=np.arange(len(names)), train_ids=None,
+                          eval_x=np.zeros((len(eval_y), 2)), eval_y=eval_y,
+                          eval_keywords=np.full(len(eval_y), ""), title="t", facts=[])
+    return inputs, precision, recall
+
+
+def weakest_sentence(confusion, n_seeds) -> tuple[str, float]:
+    inputs, precision, recall = constructed_inputs(confusion, n_seeds)
+    line = next(x for x in summary_lines(inputs, precision, recall) if x.startswith("Weakest"))
+    f1 = [inputs.result.per_class_f1[n] for n in inputs.label_names]
+    return line, float(recall[int(np.argmin(f1))])
+
+
+def test_the_issue_case_reads_true():
+    """12 eval clips of a keyword, 10 seeds, 5 of the 120 predictions missed (recall
+    0.958): the summary once said "0 of its 12 eval clips were missed"."""
+    confusion = np.array([[300, 0], [5, 115]])  # rows: 30 nontarget clips, 12 keyword clips
+    line, recall = weakest_sentence(confusion, 10)
+    assert recall == pytest.approx(115 / 120)
+    assert "recall 0.958" in line
+    assert "0.5 of its 12 eval clips were missed per seed (4%)" in line
+    assert "most often predicted as 'nontarget' (0.5 per seed)" in line
+
+
+def test_every_sentence_agrees_with_the_recall_on_random_matrices():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        k = int(rng.integers(2, 6))
+        n_seeds = int(rng.choice([1, 3, 10]))
+        clips = rng.integers(1, 40, size=k)
+        confusion = np.zeros((k, k), dtype=np.int64)
+        for i in range(k):
+            # mostly right, sometimes perfectly right, a few scattered errors
+            error_rate = rng.choice([0.0, 0.01, 0.05, 0.3])
+            p = np.full(k, error_rate / max(k - 1, 1))
+            p[i] = 1 - error_rate
+            confusion[i] = rng.multinomial(clips[i] * n_seeds, p / p.sum())
+        line, recall = weakest_sentence(confusion, n_seeds)
+        match = re.search(r"; (\S+) of its (\d+) eval clips were missed", line)
+        if recall < 1:
+            assert match, line
+            missed, total = match.group(1), int(match.group(2))
+            assert missed not in ("0", "0.0"), line
+            if not missed.startswith("<"):
+                # the shown count is the mean per seed, rounded to 0.1
+                assert abs(float(missed) - (1 - recall) * total) <= 0.05 + 1e-9, line
+        else:
+            assert match is None and ("all its" in line or "every one" in line), line
+
+
+def test_cells_show_counts_and_shares_that_agree():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        k = int(rng.integers(2, 6))
+        n_seeds = int(rng.choice([1, 3, 10]))
+        confusion = rng.integers(0, 4, size=(k, k)) * rng.integers(0, 2, size=(k, k))
+        confusion += np.diag(rng.integers(0, 300, size=k))
+        labels = confusion_cell_labels(confusion, n_seeds)
+        mean = confusion / n_seeds
+        for i in range(k):
+            for j in range(k):
+                if confusion[i, j] == 0:
+                    assert labels[i][j] == ""
+                    continue
+                count, share = labels[i][j].split("\n")
+                assert count not in ("0", "0.0") and share != "0%", labels[i][j]
+                if count.startswith("<") or share[0] in "<>":
+                    continue
+                true_share = 100 * mean[i, j] / mean[i].sum()
+                assert abs(float(share.rstrip("%")) - true_share) <= 0.5 + 1e-9
+                assert abs(float(count) - mean[i, j]) <= 0.05 + 1e-9

@@ -85,7 +85,8 @@ def test_default_algorithm_runs_and_is_documented(tmp_path, samples_path, pool_s
     assert set(train["train_y"].tolist()) == {0, 1, 2, 3}
     assert str(train["algorithm"]) == "select()"
     help_text = run_cli("--help").stdout
-    assert implementations.DEFAULT_ALGORITHM in help_text and "exit codes" in help_text
+    assert implementations.DEFAULT_ALGORITHM in help_text and "exit status:" in help_text
+    assert " ".join(help_text.split()).count("130 interrupted") == 1
 
 
 @pytest.mark.parametrize("algorithm", implementations.available())
@@ -145,7 +146,8 @@ def test_cli_bad_input(tmp_path, samples_path, args, code, message):
     assert result.returncode == code
     assert message in result.stderr
     if code != EXIT_USAGE:
-        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+        assert result.stderr.count("\n") == 1
+        assert result.stderr.startswith("python -m selection.main: error: ")
     assert not (tmp_path / "out" / "train.npz").exists()
 
 
@@ -157,8 +159,8 @@ def test_invalid_answer_from_select_stops_the_cli(tmp_path, samples_path, monkey
     code = main(["--input_samples", str(samples_path), "--outdir", str(tmp_path)])
     assert code == EXIT_BAD_SELECTION
     err = capsys.readouterr().err
-    assert err == "error: select() returned id 'made/up.opus' under 'nontarget', which is " \
-                  "not in the pool\n"
+    assert err == "python -m selection.main: error: select() returned id 'made/up.opus' " \
+                  "under 'nontarget', which is not in the pool\n"
     assert not (tmp_path / "train.npz").exists()
 
 

@@ -178,3 +178,83 @@ def test_beats_random_on_protocol_shaped_pools():
     # Measured when written: +0.20 to +0.29 on these pools.
     assert np.mean(gaps) > 0.1, gaps
     assert min(gaps) > 0.0, gaps
+
+
+# ------------------------------------------------ speakers, near-duplicates, floor, stability
+
+
+def with_speakers(sample_set: SampleSet, speakers) -> SampleSet:
+    return SampleSet(ids=sample_set.ids, sample_types=sample_set.sample_types,
+                     keywords=sample_set.keywords, embeddings=sample_set.embeddings,
+                     metadata=sample_set.metadata, speakers=speakers)
+
+
+def test_simulation_holds_out_whole_speakers(pair):
+    samples, _ = pair
+    speakers = np.asarray([f"spk{i % 7}" for i in range(len(samples))])
+    pool = Pool.from_sample_set(with_speakers(samples, speakers), 25, 0)
+    prepared = tuned.prepare(pool)
+    plan = tuned.plan_splits(pool, prepared)
+    assert plan.by == "speaker" and plan.unsplittable == []
+    for train_rows, held_rows, _ in tuned._pseudo_splits(pool, 0, 4, plan):
+        for c in range(1, pool.num_classes):
+            kept = set(speakers[train_rows][pool.labels[train_rows] == c].tolist())
+            out = set(speakers[held_rows][pool.labels[held_rows] == c].tolist())
+            assert kept and out and not kept & out
+
+
+def test_near_duplicates_stay_on_one_side():
+    """Five augmented copies of each recording (no speakers recorded): a copy never
+    lands in the pseudo-pool while another is in the pseudo-eval set."""
+    rng = np.random.default_rng(9)
+    base, _ = protocol_pair(21)
+    rows = np.flatnonzero(base.labels > 0)[::5]  # 32 "recordings" of the 4 keywords
+    keep = np.r_[rows, np.flatnonzero(base.labels == 0)]
+    small = base.subset(keep)
+    n_rec = len(rows)
+    copies = np.repeat(np.arange(n_rec), 5)
+    x = np.concatenate([small.embeddings[copies] + 0.01 * rng.standard_normal(
+        (len(copies), small.embedding_dim)), small.embeddings[n_rec:]]).astype(np.float32)
+    augmented = SampleSet(
+        ids=[f"{k}/copy{i:04d}.opus" for i, k in enumerate(small.keywords[copies])]
+        + small.ids[n_rec:].tolist(),
+        sample_types=np.r_[small.sample_types[copies], small.sample_types[n_rec:]],
+        keywords=np.r_[small.keywords[copies], small.keywords[n_rec:]],
+        embeddings=x, metadata=small.metadata)
+    pool = Pool.from_sample_set(augmented, 25, 0)
+    plan = tuned.plan_splits(pool, tuned.prepare(pool))
+    assert plan.by == "near-duplicate groups"
+    recording = np.r_[copies, -1 - np.arange(len(keep) - n_rec)]
+    for train_rows, held_rows, _ in tuned._pseudo_splits(pool, 0, 3, plan):
+        assert not set(recording[train_rows][recording[train_rows] >= 0].tolist()) & \
+            set(recording[held_rows][recording[held_rows] >= 0].tolist())
+
+
+def test_floor_when_each_keyword_has_one_speaker(pair, capsys):
+    """The real-speech failure: one speaker per keyword in the pool. The simulation
+    cannot hold a speaker out, so tuned uses the safe allocation and says so."""
+    samples, _ = pair
+    speakers = np.where(samples.labels > 0, np.char.add("spk", samples.labels.astype(str)),
+                        np.asarray([f"n{i % 9}" for i in range(len(samples))]))
+    pool = Pool.from_sample_set(with_speakers(samples, speakers), 25, 0)
+    answer, choice = tuned.select_with_choice(pool, verbose=True)
+    err = capsys.readouterr().err
+    assert choice.fallback and "safe allocation" in err and "one speaker each" in err
+    assert choice.config == tuned.safe_config(pool.num_classes)
+    counts = np.bincount(pool.labels[validate_selection(answer, pool)], minlength=pool.num_classes)
+    assert counts.max() - counts.min() <= 1, counts  # balanced classes
+
+
+def test_choice_survives_last_bit_noise_in_the_vectors(pair):
+    """1e-6 relative noise on the vectors (another CPU, oneDNN on or off) changes
+    neither the configuration nor the clips chosen."""
+    samples, _ = pair
+    rng = np.random.default_rng(5)
+    noisy = SampleSet(ids=samples.ids, sample_types=samples.sample_types,
+                      keywords=samples.keywords, metadata=samples.metadata,
+                      embeddings=samples.embeddings * (1 + 1e-6 * rng.standard_normal(
+                          samples.embeddings.shape)))
+    a, choice_a = tuned.select_with_choice(Pool.from_sample_set(samples, 25, 0), verbose=False)
+    b, choice_b = tuned.select_with_choice(Pool.from_sample_set(noisy, 25, 0), verbose=False)
+    assert choice_a.config == choice_b.config
+    assert a == b

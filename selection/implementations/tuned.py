@@ -21,8 +21,14 @@ The default selection algorithm. Three ideas:
    from the pseudo-pool with the same budget, DataPerf's classifier is trained on the
    pick and scored (macro F1) on the pseudo-eval set, weighted so its class mix matches
    the real eval.pb's expected mix (estimated from the pool's protocol parameters).
-   The configuration with the best mean over a few splits is then applied to the
-   whole pool. eval.pb is never read.
+   Targets are held out by **speaker** when the pool records speakers (DataPerf's
+   eval clips come from speakers the pool does not have), else by groups of
+   near-duplicate clips (augmented copies of one recording stay on one side).
+   A configuration replaces the default only by a margin that survives the spread
+   over the splits, and a **floor** applies: when the pool cannot be split that way,
+   or the simulation cannot tell its choice from a safe allocation (classes balanced,
+   typical-but-diverse picks), the safe allocation is used and stderr says why.
+   eval.pb is never read.
 
 Deterministic for a given ``pool.seed``. Cost on 2 cores: a few seconds for a pool of
 a few thousand clips, well under a minute for 20,000 clips of 1,024 dims.
@@ -40,7 +46,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.neighbors import NearestNeighbors
+from scipy.sparse.csgraph import connected_components
+from sklearn.neighbors import NearestNeighbors, radius_neighbors_graph
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -66,7 +73,14 @@ CORE_SHARE = 0.5
 #: searched by default: it lost to the other two on development pools).
 NONTARGET_PICKERS: tuple[str, ...] = ("words", "cover")
 #: Pool splits the simulation averages over.
-N_REPEATS = 3
+N_REPEATS = 6
+#: Simulated macro F1 a configuration must gain over the default (paired, after one
+#: standard error) before the default is left; also the least gain over the safe
+#: allocation worth taking.
+CHOICE_MARGIN = 0.01
+#: Rows closer than this share of the median pairwise distance of their class (or
+#: word) are near-duplicates: one group, never split by the simulation.
+DUPLICATE_DISTANCE = 0.25
 #: Held-out nontarget clips scored per split (a uniform draw, weighted, above it).
 MAX_PSEUDO_EVAL = 3000
 #: Expected DEV+TEST : TRAIN ratio of target clips (MSWC's splits are 80/10/10).
@@ -428,9 +442,116 @@ def _expected_eval_mix(pool: Pool) -> tuple[float, float]:
     return (per_word - in_pool) / in_pool, unknown * per_word / (known * in_pool)
 
 
-def _pseudo_splits(pool: Pool, seed: int, n_repeats: int):
+def duplicate_groups(z: np.ndarray, seed: int, factor: float | None = None) -> np.ndarray:
+    """Groups of near-duplicate rows: rows closer than ``factor`` times the median
+    distance between two rows, joined transitively (single linkage).
+
+    Augmented copies of one recording (or clips cut from one take) sit much closer to
+    each other than two independent clips of the same word do; a simulation that put
+    one copy in its pseudo-pool and another in its pseudo-eval set would score itself
+    on clips it has seen.
+
+    Args:
+        z : np.ndarray [shape=(R, d)]. Projected vectors of one class or word.
+        seed: seeds the pairs the median distance is estimated from.
+        factor: share of the median pairwise distance (default :data:`DUPLICATE_DISTANCE`).
+
+    Returns:
+        np.ndarray [shape=(R,)] int64, a group id per row (0..G-1).
+    """
+    factor = DUPLICATE_DISTANCE if factor is None else factor
+    n = len(z)
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    rng = _rng(seed, "duplicate-pairs")
+    i, j = rng.integers(n, size=4000), rng.integers(n, size=4000)
+    keep = i != j
+    distances = np.linalg.norm(z[i[keep]] - z[j[keep]], axis=1)
+    median = float(np.median(distances)) if len(distances) else 0.0
+    if median <= 0:
+        return np.zeros(n, dtype=np.int64)
+    graph = radius_neighbors_graph(z, radius=factor * median, mode="connectivity",
+                                   include_self=False)
+    _, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64)
+
+
+@dataclasses.dataclass
+class SplitPlan:
+    """How the pool is split for the simulation.
+
+    Attributes:
+        groups : np.ndarray [shape=(N,)] str. The unit that goes to one side whole:
+            ``"s:SPEAKER"`` for target clips when the pool records speakers, else
+            ``"d:ID"``, a group of near-duplicate clips (:func:`duplicate_groups`).
+        by: "speaker" or "near-duplicate groups" (for messages).
+        unsplittable: target class names with fewer than two groups (the simulation
+            cannot hold any of their speakers / recordings out).
+    """
+
+    groups: np.ndarray
+    by: str
+    unsplittable: list[str]
+
+
+def plan_splits(pool: Pool, prepared: "Prepared") -> SplitPlan:
+    """Group the pool's clips into units the simulation never cuts (see :class:`SplitPlan`).
+
+    DataPerf's eval set takes a keyword's clips from the corpus's DEV and TEST splits,
+    whose speakers are not in the pool: holding out whole speakers is what makes the
+    simulation's pseudo-eval set as foreign to the pick as the real one. Nontarget
+    words are grouped by near-duplicates only (DataPerf splits a known word's clips
+    between pool and eval at random).
+    """
+    labels, speakers = pool.labels, pool.speakers
+    groups = np.empty(len(labels), dtype=object)
+    target_rows = np.flatnonzero(labels > 0)
+    use_speakers = len(target_rows) > 0 and bool((speakers[target_rows] != "").all())
+    unsplittable = []
+    for c in range(pool.num_classes):
+        if c == 0:
+            words = pool.keywords
+            for word in np.unique(words[labels == 0]):
+                rows = np.flatnonzero((labels == 0) & (words == word))
+                ids = duplicate_groups(prepared.z[rows], pool.seed)
+                groups[rows] = [f"d:0:{word}:{g}" for g in ids]
+            continue
+        rows = np.flatnonzero(labels == c)
+        if len(rows) == 0:
+            continue
+        if use_speakers:
+            groups[rows] = ["s:" + spk for spk in speakers[rows].tolist()]
+        else:
+            ids = duplicate_groups(prepared.z[rows], pool.seed)
+            groups[rows] = [f"d:{c}:{g}" for g in ids]
+        if len(set(groups[rows].tolist())) < 2:
+            unsplittable.append(pool.label_names[c])
+    return SplitPlan(groups=groups.astype(str), by="speaker" if use_speakers
+                     else "near-duplicate groups", unsplittable=unsplittable)
+
+
+def _split_groups(rows: np.ndarray, groups: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Whole groups to two sides, about half the rows each (both sides non-empty
+    when there are two groups or more)."""
+    names, inverse, counts = np.unique(groups[rows], return_inverse=True, return_counts=True)
+    order = rng.permutation(len(names))
+    first = np.zeros(len(names), dtype=bool)
+    taken = 0
+    for g in order:
+        if taken >= len(rows) / 2:
+            break
+        first[g] = True
+        taken += counts[g]
+    if first.all() and len(names) > 1:
+        first[order[-1]] = False
+    side = first[inverse]
+    return rows[side], rows[~side]
+
+
+def _pseudo_splits(pool: Pool, seed: int, n_repeats: int, plan: SplitPlan):
     """Yield (pseudo-pool rows, pseudo-eval rows, pseudo-eval weights) per repeat."""
-    labels, words = pool.labels, pool.keywords
+    labels, words, groups = pool.labels, pool.keywords, plan.groups
     known_mix, unknown_mix = _expected_eval_mix(pool)
     nontarget_rows = np.flatnonzero(labels == 0)
     vocab = np.unique(words[nontarget_rows])
@@ -440,29 +561,29 @@ def _pseudo_splits(pool: Pool, seed: int, n_repeats: int):
         rng = _rng(seed, f"pseudo-split-{r}")
         train, held, weight = [], [], []
         for c in range(1, pool.num_classes):
-            rows = rng.permutation(np.flatnonzero(labels == c))
-            half = len(rows) // 2
-            train.append(rows[:half])
-            held.append(rows[half:])
+            rows = np.flatnonzero(labels == c)
+            if len(rows) == 0:
+                continue
+            kept, out = _split_groups(rows, groups, rng)
+            train.append(kept)
+            held.append(out)
             # A held-out target clip stands for TARGET_EVAL_RATIO real eval clips per
             # pool clip of its class.
-            weight.append(np.full(len(rows) - half, TARGET_EVAL_RATIO * len(rows) / max(len(rows) - half, 1)))
+            weight.append(np.full(len(out), TARGET_EVAL_RATIO * len(rows) / max(len(out), 1)))
         if by_word:
             shuffled = rng.permutation(vocab)
             n_unknown = max(1, len(vocab) // 3)
             unknown_words = set(shuffled[:n_unknown].tolist())
             is_unknown = np.isin(words[nontarget_rows], list(unknown_words))
             unknown_rows = nontarget_rows[is_unknown]
-            known_rows = rng.permutation(nontarget_rows[~is_unknown])
+            known_kept, held_known = _split_groups(nontarget_rows[~is_unknown], groups, rng)
         else:
             unknown_rows = np.zeros(0, dtype=np.int64)
-            known_rows = rng.permutation(nontarget_rows)
-        half = len(known_rows) // 2
-        train.append(known_rows[:half])
+            known_kept, held_known = _split_groups(nontarget_rows, groups, rng)
+        train.append(known_kept)
         # Scoring every held-out nontarget is slow and adds little: a uniform draw per
         # group, weighted up below, keeps the estimate unbiased.
         cap = MAX_PSEUDO_EVAL // 2
-        held_known = known_rows[half:]
         if len(held_known) > cap:
             held_known = np.sort(rng.choice(held_known, cap, replace=False))
         if len(unknown_rows) > cap:
@@ -495,11 +616,22 @@ def _fit_score(x_train, y_train, x_eval, y_eval, w_eval, num_classes: int, seed:
     return macro_f1(y_eval, predicted, labels=np.unique(y_eval), sample_weight=w_eval)
 
 
-def candidate_configs() -> list[Config]:
-    """Every configuration the simulation compares, :data:`DEFAULT_CONFIG` first."""
+def safe_config(num_classes: int) -> Config:
+    """The floor: the budget shared equally among nontarget and every keyword (as
+    class-balanced random does), typical-but-diverse picks in each class (TypiClust
+    over the whole class), nontargets spread over many words."""
+    return Config(1.0 / max(num_classes, 1), "typical", "words")
+
+
+def candidate_configs(num_classes: int | None = None) -> list[Config]:
+    """Every configuration the simulation compares, :data:`DEFAULT_CONFIG` first, then
+    (given ``num_classes``) the safe configuration, then the grid."""
     grid = [Config(f, t, n) for f, t, n in itertools.product(
         NONTARGET_FRACTIONS, TARGET_PICKERS, NONTARGET_PICKERS)]
-    return [DEFAULT_CONFIG, *[c for c in grid if c != DEFAULT_CONFIG]]
+    first = [DEFAULT_CONFIG]
+    if num_classes is not None and safe_config(num_classes) != DEFAULT_CONFIG:
+        first.append(safe_config(num_classes))
+    return [*first, *[c for c in grid if c not in first]]
 
 
 @dataclasses.dataclass
@@ -532,41 +664,145 @@ def prepare(pool: Pool) -> Prepared:
     return Prepared(z=z, typ=typ, candidate=candidate)
 
 
-def choose_config(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = None,
-                  n_repeats: int = N_REPEATS, show_progress: bool = False
-                  ) -> tuple[Config, dict[Config, float]]:
-    """Simulate DataPerf on splits of the pool; the best configuration and every mean score.
+@dataclasses.dataclass
+class Choice:
+    """What the simulation decided, and why.
 
-    Ties keep the earlier configuration (:data:`DEFAULT_CONFIG` comes first).
+    Attributes:
+        config: the configuration applied to the whole pool.
+        predicted: the simulated macro F1 of ``config`` (mean over the pool splits), or
+            None when nothing was simulated.
+        scores: ``{config: [score per pool split]}`` for every configuration simulated.
+        fallback: why the safe configuration was used instead of a simulated choice
+            (None when the simulation chose).
+        split_by: "speaker" or "near-duplicate groups" (how targets were held out).
     """
-    configs = list(configs or candidate_configs())
+
+    config: Config
+    predicted: float | None
+    scores: dict
+    fallback: str | None
+    split_by: str = ""
+
+    def describe(self) -> str:
+        if self.fallback:
+            return f"{self.config.describe()} (the safe allocation: {self.fallback})"
+        return (f"{self.config.describe()} (simulated macro F1 {self.predicted:.4f}, "
+                f"{len(self.scores)} configurations x {len(next(iter(self.scores.values())))} "
+                f"pool splits by {self.split_by})")
+
+
+def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = None,
+             n_repeats: int = N_REPEATS, show_progress: bool = False) -> Choice:
+    """Simulate DataPerf on splits of the pool and choose a configuration, robustly.
+
+    Every configuration is scored on the same ``n_repeats`` pool splits. A
+    configuration replaces :data:`DEFAULT_CONFIG` only if its advantage, paired split
+    by split, stays above :data:`CHOICE_MARGIN` after subtracting one standard error
+    of those paired differences (``mean - std / sqrt(n)``): last-bit differences in the
+    vectors then do not flip the choice. The safe configuration (:func:`safe_config`)
+    is used instead, with the reason, when the pool cannot be split (a keyword with
+    fewer than :data:`MIN_SIMULATION_CLIPS` clips, or with a single speaker or a
+    single group of near-duplicates), or when no configuration, the default included,
+    is told apart from the safe one (their paired differences are within noise).
+    """
+    safe = safe_config(pool.num_classes)
+    configs = list(configs or candidate_configs(pool.num_classes))
     sizes = pool.class_sizes()
     present = sizes > 0
-    if (sizes[present] < MIN_SIMULATION_CLIPS).any() or present.sum() < 2 or len(configs) == 1:
-        return configs[0], {}
-    totals = {c: 0.0 for c in configs}
+    if present.sum() < 2 or len(configs) == 1:
+        return Choice(configs[0], None, {}, None)
+    if (sizes[present] < MIN_SIMULATION_CLIPS).any():
+        small = [pool.label_names[c] for c in np.flatnonzero(present & (sizes < MIN_SIMULATION_CLIPS))]
+        return Choice(safe, None, {}, f"too few clips to simulate DataPerf for {small}")
+    plan = plan_splits(pool, prepared)
+    if plan.unsplittable:
+        return Choice(safe, None, {}, f"cannot hold out part of {plan.unsplittable}: one "
+                      f"{'speaker' if plan.by == 'speaker' else 'group of near-duplicate clips'}"
+                      " each", plan.by)
+    if safe not in configs:
+        configs.append(safe)
+    scores = {c: [] for c in configs}
     x = pool.embeddings
+    if show_progress:
+        print(f"tuned: simulating DataPerf on the pool: {len(configs)} configurations x "
+              f"{n_repeats} pool splits by {plan.by}", file=sys.stderr, flush=True)
     progress = tqdm(total=n_repeats * len(configs), desc="tuned: simulating DataPerf",
                     unit="fit", disable=None if show_progress else True)
     for r, (train_rows, held_rows, held_weight) in enumerate(
-            _pseudo_splits(pool, pool.seed, n_repeats)):
+            _pseudo_splits(pool, pool.seed, n_repeats, plan)):
         view = _View(train_rows, pool.labels, pool.keywords, prepared.z, prepared.typ,
                      prepared.candidate)
         x_eval, y_eval = x[held_rows], pool.labels[held_rows]
         picks: dict[tuple, np.ndarray] = {}
-        scores: dict[tuple, float] = {}
+        by_rows: dict[tuple, float] = {}
         for config in configs:
             rows = _select_rows(view, config, pool.train_size, pool.num_classes, pool.seed + r,
                                 picks)
             key = tuple(np.sort(rows).tolist())
-            if key not in scores:
-                scores[key] = _fit_score(x[rows], pool.labels[rows], x_eval, y_eval, held_weight,
-                                         pool.num_classes, pool.seed + r)
-            totals[config] += scores[key] / n_repeats
+            if key not in by_rows:
+                by_rows[key] = _fit_score(x[rows], pool.labels[rows], x_eval, y_eval,
+                                          held_weight, pool.num_classes, pool.seed + r)
+            scores[config].append(by_rows[key])
             progress.update()
     progress.close()
-    best = max(configs, key=lambda c: (totals[c], -configs.index(c)))
-    return best, totals
+    arrays = {c: np.asarray(v) for c, v in scores.items()}
+
+    def lower_bound(config: Config, base: Config) -> float:
+        diff = arrays[config] - arrays[base]
+        return float(diff.mean() - diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 \
+            else float(diff.mean())
+
+    def noise(config: Config, base: Config) -> float:
+        diff = arrays[config] - arrays[base]
+        return float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+
+    base = configs[0]
+    best = max(configs, key=lambda c: (lower_bound(c, base), -configs.index(c)))
+    chosen = best if best != base and lower_bound(best, base) > CHOICE_MARGIN else base
+    # The floor: a choice that the simulation cannot tell from the safe allocation is
+    # not worth its risk on eval speakers the pool has never heard.
+    advantage = float((arrays[chosen] - arrays[safe]).mean())
+    if chosen != safe and advantage <= max(CHOICE_MARGIN, noise(chosen, safe)):
+        return Choice(safe, float(arrays[safe].mean()), scores,
+                      f"the simulation does not tell {chosen.describe()} from it "
+                      f"({advantage:+.4f} simulated macro F1)", plan.by)
+    return Choice(chosen, float(arrays[chosen].mean()), scores, None, plan.by)
+
+
+def choose_config(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = None,
+                  n_repeats: int = N_REPEATS, show_progress: bool = False
+                  ) -> tuple[Config, dict[Config, float]]:
+    """:func:`simulate`'s configuration and the mean simulated score of each configuration."""
+    choice = simulate(pool, prepared, configs, n_repeats, show_progress)
+    return choice.config, {c: float(np.mean(v)) for c, v in choice.scores.items()}
+
+
+def select_with_choice(pool: Pool, config: Config | None = None, n_repeats: int = N_REPEATS,
+                       verbose: bool = True) -> tuple[dict[str, list[str]], Choice | None]:
+    """:func:`select`, and the :class:`Choice` behind it (None when nothing was decided:
+    a given ``config``, or a budget that takes the whole pool)."""
+    if len(pool.ids) == 0:
+        raise SelectionError("tuned: the pool is empty")
+    if pool.train_size >= len(pool.ids):
+        return pool.selection_from_indices(np.arange(len(pool.ids))), None
+    choice = None
+    # One BLAS/OpenMP thread: hundreds of tiny fits gain nothing from threads and
+    # oversubscribe a shared machine.
+    with threadpool_limits(1):
+        if verbose:
+            print(f"tuned: preparing {len(pool.ids)} pool clips (projection, typicality, "
+                  "label-noise filter)", file=sys.stderr, flush=True)
+        prepared = prepare(pool)
+        if config is None:
+            choice = simulate(pool, prepared, n_repeats=n_repeats, show_progress=verbose)
+            config = choice.config
+            if verbose:
+                print(f"tuned: {choice.describe()}", file=sys.stderr)
+        view = _View(np.arange(len(pool.ids)), pool.labels, pool.keywords, prepared.z,
+                     prepared.typ, prepared.candidate)
+        rows = _select_rows(view, config, pool.train_size, pool.num_classes, pool.seed)
+    return pool.selection_from_indices(rows), choice
 
 
 def select(pool: Pool, config: Config | None = None, n_repeats: int = N_REPEATS,
@@ -577,27 +813,10 @@ def select(pool: Pool, config: Config | None = None, n_repeats: int = N_REPEATS,
         pool: the pool (``pool.train_size`` budget, ``pool.seed``).
         config: skip the simulation and use this configuration.
         n_repeats: pool splits the simulation averages over.
-        verbose: a progress bar and the chosen configuration on stderr.
+        verbose: a line per stage and the chosen configuration on stderr (a progress
+            bar too when stderr is a terminal).
 
     Raises:
         SelectionError: the pool is empty.
     """
-    if len(pool.ids) == 0:
-        raise SelectionError("tuned: the pool is empty")
-    if pool.train_size >= len(pool.ids):
-        return pool.selection_from_indices(np.arange(len(pool.ids)))
-    # One BLAS/OpenMP thread: hundreds of tiny fits gain nothing from threads and
-    # oversubscribe a shared machine.
-    with threadpool_limits(1):
-        prepared = prepare(pool)
-        if config is None:
-            config, totals = choose_config(pool, prepared, n_repeats=n_repeats,
-                                           show_progress=verbose)
-            if verbose and totals:
-                print(f"tuned: {config.describe()} (simulated macro F1 {totals[config]:.4f}, "
-                      f"{len(totals)} configurations x {n_repeats} pool splits)",
-                      file=sys.stderr)
-        view = _View(np.arange(len(pool.ids)), pool.labels, pool.keywords, prepared.z,
-                     prepared.typ, prepared.candidate)
-        rows = _select_rows(view, config, pool.train_size, pool.num_classes, pool.seed)
-    return pool.selection_from_indices(rows)
+    return select_with_choice(pool, config, n_repeats, verbose)[0]
