@@ -27,7 +27,6 @@ import numpy as np
 
 from dataset_builder.errors import BuildError
 from dataset_builder.launcher import (
-    ROLES,
     Job,
     Runner,
     RunResult,
@@ -36,6 +35,7 @@ from dataset_builder.launcher import (
     produce,
     strict_failure,
 )
+from dataset_builder.outputs import ROLES
 from dataset_builder.protocol import ChosenClip, Experiment
 from dataset_builder.stages import DecodedBatch, assemble, decode_batch, embed_batch
 
@@ -70,6 +70,7 @@ class EmbedResult:
         decode_seconds: decoding time summed over workers.
         embed_seconds: time in the backend.
         wall_seconds: elapsed time of the whole stage.
+        notes: ``(index, note, detail)`` per clip used after a repair (``stages.RESCALED``).
     """
 
     embeddings: np.ndarray
@@ -78,6 +79,7 @@ class EmbedResult:
     decode_seconds: float
     embed_seconds: float
     wall_seconds: float
+    notes: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:
@@ -108,6 +110,7 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
     embeddings = np.zeros((n, backend.dim), dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
     failures: list[tuple[int, str, str]] = []
+    notes: list[tuple[int, str, str]] = []
     buffer = np.empty((options.batch_size, CLIP_SAMPLES), dtype=np.float32)
     buffer_index = np.empty(options.batch_size, dtype=np.int64)
     fill = 0
@@ -131,6 +134,7 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
     def consume(batch: DecodedBatch) -> None:
         nonlocal fill, decode_seconds
         decode_seconds += batch.seconds
+        notes.extend(batch.notes)
         if batch.failures:
             if options.strict:
                 index, reason, detail = batch.failures[0]
@@ -171,8 +175,9 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
     finally:
         bar.close()
     failures.sort()
+    notes.sort()
     return EmbedResult(embeddings, ok, failures, decode_seconds, embed_seconds,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, notes)
 
 
 class LocalRunner(Runner):
@@ -227,6 +232,7 @@ class LocalRunner(Runner):
                 "write_seconds": write_seconds,
             },
             work_seconds=result.wall_seconds,
+            notes=[(i, clips[i].link, note, detail) for i, note, detail in result.notes],
         )
 
 

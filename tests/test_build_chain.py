@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dataset_builder"
 #: Bottom first: a module may import only modules listed before it.
 ORDER = [
     "errors", "clitools", "system_check", "protocol", "fetch", "archive", "sources", "stages",
-    "launcher", "build", "beam_io", "beam_plan", "beam_transforms", "beam_pipeline", "dask_runner", "cli",
+    "outputs", "launcher", "build", "beam_io", "beam_plan", "beam_transforms", "beam_pipeline", "dask_runner",
+    "cli",
     "alignments", "extract",
 ]
 
