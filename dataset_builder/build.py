@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import multiprocessing
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -80,6 +81,11 @@ class EmbedResult:
     embed_seconds: float
     wall_seconds: float
     notes: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
+
+
+def ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group; only the main process answers it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:
@@ -160,7 +166,7 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
             # "spawn": the main process may already hold TensorFlow's threads,
             # which a fork would copy in an undefined state.
             context = multiprocessing.get_context("spawn")
-            with context.Pool(options.workers) as pool:
+            with context.Pool(options.workers, initializer=ignore_sigint) as pool:
                 in_flight: collections.deque = collections.deque()
                 # Enough queued work to keep every worker busy while the main
                 # process embeds a batch, and no more: memory stays bounded.

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import multiprocessing
 import os
+import signal
 import sys
 import unicodedata
 from pathlib import Path
@@ -200,6 +201,11 @@ def extract_recording(recording: str, jobs: Sequence[ClipJob], clips_dir: str) -
     return records, failures
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the main process answers it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _extract_task(task):
     return extract_recording(*task)
 
@@ -338,7 +344,7 @@ def extract_corpus(
             results = map(_extract_task, tasks)
             pool = None
         else:
-            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), initializer=_ignore_sigint)
             results = pool.imap(_extract_task, tasks)
         try:
             for recs, fails in results:

@@ -82,7 +82,7 @@ def stale_outputs(existing: Iterable[str], keep: Iterable[str]) -> list[str]:
 
 def estimate_bytes(n_clips: int, dim: int = ESTIMATE_DIM) -> int:
     """Disk space a build of ``n_clips`` clips needs for its staged files (an upper estimate)."""
-    return int(n_clips) * (4 * int(dim) + ESTIMATE_OVERHEAD) + (1 << 20)
+    return int(n_clips) * (4 * int(dim) + ESTIMATE_OVERHEAD) + (64 << 10)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
