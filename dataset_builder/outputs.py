@@ -176,6 +176,9 @@ class LocalOutput:
         self.lock_path = os.path.join(self.parent, f".{self.name}.lock")
         self.journal_path = os.path.join(self.parent, f".{self.name}.publish")
         self._lock_fd: int | None = None
+        # Set once the new set is in place: from then on, what is left beside --out
+        # (the previous set, the user's entries in it) is the recovery's to sort out.
+        self._swapped = False
 
     # ------------------------------------------------------------------ before any work
 
@@ -314,6 +317,7 @@ class LocalOutput:
         with _signals_held():
             if not os.path.lexists(self.location):
                 os.rename(self.staging, self.location)
+                self._swapped = True
                 _fsync_dir(self.parent)
             elif self._in_place():
                 self._publish_in_place(staged)
@@ -327,9 +331,11 @@ class LocalOutput:
         journal = {"new": self.staging, "old": old, "new_ino": os.stat(self.staging).st_ino}
         atomic_write_text(self.journal_path, json.dumps(journal) + "\n")
         if _exchange(self.staging, self.location):
+            self._swapped = True
             previous = self.staging  # the exchange left the previous set where the new one was
         else:
             os.rename(self.location, old)
+            self._swapped = True
             os.rename(self.staging, self.location)
             previous = old
         _fsync_dir(self.parent)
@@ -357,6 +363,9 @@ class LocalOutput:
         _fsync_dir(self.location)
 
     def discard(self) -> None:
+        """Remove the staging directory of a run that did not publish (a failure, Ctrl-C)."""
+        if self._swapped:
+            return  # whatever the staging path holds now is the previous set: see recover()
         if os.path.isdir(self.staging) and os.path.realpath(self.staging) != self.location:
             shutil.rmtree(self.staging, ignore_errors=True)
 
