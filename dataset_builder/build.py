@@ -19,13 +19,13 @@ import hashlib
 import itertools
 import multiprocessing
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from dataset_builder.clitools import ignore_sigint, sigint_held
 from dataset_builder.errors import BuildError
 from dataset_builder.launcher import (
     Job,
@@ -81,11 +81,6 @@ class EmbedResult:
     embed_seconds: float
     wall_seconds: float
     notes: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
-
-
-def ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C reaches the whole process group; only the main process answers it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:
@@ -166,7 +161,9 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
             # "spawn": the main process may already hold TensorFlow's threads,
             # which a fork would copy in an undefined state.
             context = multiprocessing.get_context("spawn")
-            with context.Pool(options.workers, initializer=ignore_sigint) as pool:
+            with sigint_held():
+                pool = context.Pool(options.workers, initializer=ignore_sigint)
+            with pool:
                 in_flight: collections.deque = collections.deque()
                 # Enough queued work to keep every worker busy while the main
                 # process embeds a batch, and no more: memory stays bounded.

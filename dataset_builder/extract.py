@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import multiprocessing
 import os
-import signal
 import sys
 import unicodedata
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from dataset_builder.alignments import AlignedWord, read_alignments
-from dataset_builder.clitools import HelpFormatter
+from dataset_builder.clitools import HelpFormatter, ignore_sigint, sigint_held
 from dataset_builder.errors import BuildError
 from protos.errors import EXIT_STATUS_HELP, run_cli
 
@@ -201,11 +200,6 @@ def extract_recording(recording: str, jobs: Sequence[ClipJob], clips_dir: str) -
     return records, failures
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; only the main process answers it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _extract_task(task):
     return extract_recording(*task)
 
@@ -344,7 +338,8 @@ def extract_corpus(
             results = map(_extract_task, tasks)
             pool = None
         else:
-            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), initializer=_ignore_sigint)
+            with sigint_held():
+                pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), initializer=ignore_sigint)
             results = pool.imap(_extract_task, tasks)
         try:
             for recs, fails in results:

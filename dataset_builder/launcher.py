@@ -176,7 +176,12 @@ def plan_experiment(source, params: ExperimentParams) -> tuple[Experiment, int]:
     Returns:
         ``(experiment, number of records in the splits)``.
     """
-    records = source.records()
+    try:
+        records = source.records()
+    except UnicodeDecodeError as e:
+        where = ", ".join(f"{k} {v}" for k, v in source.describe().items() if k != "kind")
+        raise BuildError(f"the {source.lang}_splits.csv of {where} is not UTF-8 text "
+                         f"(byte 0x{e.object[e.start]:02x} at offset {e.start}): save it as UTF-8") from None
     return design_experiment(records, params), len(records)
 
 

@@ -190,8 +190,8 @@ def test_ctrl_c_mid_build_exits_130_with_one_line_and_keeps_the_previous_dataset
     # A terminal's Ctrl-C signals the whole process group: the decoding workers too.
     proc = child(argv_for(corpus, out, "--seed", "5", "--workers", "2", "--batch-size", "4",
                           backend="test-slow"), start_new_session=True)
+    # At once: the decoding workers are still starting, the hardest moment to be quiet.
     wait_for(lambda: any(p.name.startswith(".out.staging-") for p in tmp_path.iterdir()))
-    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -228,6 +228,18 @@ def test_a_lock_left_by_a_killed_build_is_taken_over(corpus, tmp_path):
     assert cli.main(argv_for(corpus, out)) == 0
     verify_dataset(out)
     assert not lock.exists()
+
+
+def test_a_splits_csv_that_is_not_utf8_is_one_line(corpus, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "mswc"
+    shutil.copytree(corpus, copy)
+    splits = copy / f"{LANG}_splits.csv"
+    splits.write_bytes(splits.read_text(encoding="utf-8").encode("latin-1"))  # "año" -> b"a\xf1o"
+    code = cli.main(argv_for(copy, tmp_path / "out"))
+    assert_one_error_line(code, capsys.readouterr().err, 1, "es_splits.csv of root ", "is not UTF-8 text (byte 0xf1")
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ bad clips at the boundary
@@ -355,3 +367,18 @@ def test_the_output_lock_is_one_per_directory(tmp_path):
         first.unlock()
     second.lock()
     second.unlock()
+
+
+def test_workers_started_while_sigint_is_held_never_see_it():
+    """The decoding workers ignore SIGINT from their start; the main process's handler comes back."""
+    import multiprocessing
+
+    from dataset_builder.clitools import sigint_held
+
+    before = signal.getsignal(signal.SIGINT)
+    with sigint_held():
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            handler = pool.apply(signal.getsignal, (signal.SIGINT,))
+    assert handler == signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
