@@ -238,7 +238,7 @@ def test_a_splits_csv_that_is_not_utf8_is_one_line(corpus, tmp_path, capsys):
     splits = copy / f"{LANG}_splits.csv"
     splits.write_bytes(splits.read_text(encoding="utf-8").encode("latin-1"))  # "año" -> b"a\xf1o"
     code = cli.main(argv_for(copy, tmp_path / "out"))
-    assert_one_error_line(code, capsys.readouterr().err, 1, "es_splits.csv of root ", "is not UTF-8 text (byte 0xf1")
+    assert_one_error_line(code, capsys.readouterr().err, 1, "es_splits.csv", "not UTF-8 text (byte 0xf1")
     assert not (tmp_path / "out").exists()
 
 
