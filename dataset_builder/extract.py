@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from corpus.words import normalize_word
 from dataset_builder.alignments import AlignedWord, read_alignments
 from dataset_builder.clitools import HelpFormatter, ignore_sigint, sigint_held
 from dataset_builder.errors import BuildError
@@ -58,8 +59,9 @@ def text_name(name: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def normalize_word(word: str, keep_case: bool = False) -> str:
-    """NFC, lower case (unless ``keep_case``), surrounding punctuation removed.
+def clip_word(word: str, keep_case: bool = False) -> str:
+    """The word a clip is filed under: the corpus form (``corpus.words.normalize_word``:
+    NFC, lower case unless ``keep_case``) without surrounding punctuation.
 
     Returns "" for a word that cannot name a directory (empty, ``.``/``..``, slashes).
     """
@@ -69,9 +71,7 @@ def normalize_word(word: str, keep_case: bool = False) -> str:
         start += 1
     while end > start and unicodedata.category(word[end - 1])[0] in "PS":
         end -= 1
-    word = word[start:end]
-    if not keep_case:
-        word = word.lower()
+    word = normalize_word(word[start:end], keep_case)
     if word in ("", ".", "..") or "/" in word or "\\" in word or "\0" in word:
         return ""
     return word
@@ -223,7 +223,7 @@ def plan_clips(
     failures = []
     rows = []
     for w in words:
-        word = normalize_word(w.word, keep_case)
+        word = clip_word(w.word, keep_case)
         if not word:
             failures.append((w.where, "bad-word", f"{w.word!r} cannot be a clip directory name"))
             continue

@@ -64,10 +64,12 @@ def check_clip(clip: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
         the clip scaled to peak 1 and a note saying by how much.
 
     Raises:
-        ValueError: the clip has NaN or infinite samples (the message names ``where``).
+        corpus.clip.ClipContractError: the clip breaks the clip contract (NaN or
+            infinite samples, wrong shape); the message names ``where``.
     """
-    if not np.isfinite(clip).all():
-        raise ValueError(f"{where}: NaN or infinite samples after decoding")
+    from corpus.clip import check_clips
+
+    clip = check_clips(clip[None, :], where)[0]  # the one validator: shape, dtype, finite
     peak = float(np.max(np.abs(clip))) if clip.size else 0.0
     if peak > 1.0:
         return (clip / np.float32(peak)).astype(np.float32), f"{where}: peak {peak:.6g} scaled to 1"
