@@ -59,6 +59,14 @@ def read_csv_alignments(path: str | os.PathLike, recordings: str | os.PathLike) 
         BuildError: missing columns or a value that is not a number.
     """
     path, recordings = Path(path), Path(recordings)
+    try:
+        return _read_csv_rows(path, recordings)
+    except UnicodeDecodeError as e:
+        raise BuildError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                         "save the alignment CSV as UTF-8") from None
+
+
+def _read_csv_rows(path: Path, recordings: Path) -> list[AlignedWord]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
@@ -74,6 +82,9 @@ def read_csv_alignments(path: str | os.PathLike, recordings: str | os.PathLike) 
                 key = columns.get(name)
                 return (row.get(key) or "").strip() if key else ""
 
+            if None in row:  # DictReader files surplus fields under None
+                raise BuildError(f"{path}:{line}: {len(row) - 1 + len(row[None])} fields, the header has "
+                                 f"{len(reader.fieldnames)}; quote values that contain commas")
             try:
                 start, end = float(get("start")), float(get("end"))
             except ValueError:

@@ -8,14 +8,26 @@ needs are kept, in memory, for the decoders. Members are checked before anything
 is done with them: absolute paths, ``..`` components, symbolic and hard links,
 devices and FIFOs stop the run (:class:`UnsafeArchiveError`), because an archive
 that contains them is not an MSWC archive and may be hostile.
+
+Every archive is read to its end, also after the last clip the build needs: every
+member header is checked, the tar end-of-archive blocks must be there, and the
+compression's own trailer is verified (gzip: CRC-32 and length of every member;
+bzip2 and xz: their block checksums). A damaged or truncated archive therefore
+stops the build, wherever the damage is. The cost: the whole archive is read
+(and, over HTTP, downloaded) even when the chosen clips come early in it.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import os
 import posixpath
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping
 
@@ -52,8 +64,46 @@ def check_member(member: tarfile.TarInfo, archive: str) -> None:
     )
 
 
+class _Prepended(io.RawIOBase):
+    """``head`` then the rest of ``stream``: a sniffed stream that cannot peek, made whole again."""
+
+    def __init__(self, head: bytes, stream: BinaryIO):
+        self.head = head
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _decompressed(stream: BinaryIO) -> BinaryIO:
+    """The archive's tar bytes: gzip, bzip2 and xz are decoded by readers that verify
+    their trailers (tarfile's own stream reader does not check gzip's CRC or length)."""
+    if hasattr(stream, "peek"):
+        head = stream.peek(6)[:6]
+    else:
+        head = stream.read(6)
+        stream = io.BufferedReader(_Prepended(head, stream))
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(stream, mode="rb")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(stream, mode="rb")
+    return stream
+
+
 def iter_files(stream: BinaryIO, archive: str) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
-    """Stream a (possibly compressed) tar archive: yield its regular files in order.
+    """Stream a (possibly compressed) tar archive to its end: yield its regular files in order.
 
     Args:
         stream: the archive bytes, read sequentially (gzip, bz2, xz or plain tar).
@@ -61,14 +111,17 @@ def iter_files(stream: BinaryIO, archive: str) -> Iterator[tuple[str, tarfile.Ta
 
     Yields:
         ``(normalised member path, tar, member)``; read a member's bytes with
-        :func:`read_member` before advancing.
+        :func:`read_member` before advancing. Keep iterating to the end: the
+        checks of the members after the last one you need, of the end-of-archive
+        blocks and of the compression trailer run only then.
 
     Raises:
         UnsafeArchiveError: see :func:`check_member`.
-        BuildError: the stream is not a tar archive or is truncated.
+        BuildError: the stream is not a tar archive, is truncated or corrupt.
     """
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        data = _decompressed(stream)
+        with tarfile.open(fileobj=data, mode="r|") as tar:
             last = None
             for member in tar:
                 check_member(member, archive)
@@ -76,9 +129,11 @@ def iter_files(stream: BinaryIO, archive: str) -> Iterator[tuple[str, tarfile.Ta
                 if member.isfile():
                     yield posixpath.normpath(member.name), tar, member
             _check_end(tar, archive, last)
+        while data.read(1 << 20):  # the compression trailer is checked at its end
+            pass
     except (tarfile.TarError, EOFError) as e:
         raise BuildError(f"{archive}: not a readable tar archive or truncated ({e})") from None
-    except OSError as e:  # gzip/zlib errors surface as OSError subclasses
+    except (OSError, zlib.error, lzma.LZMAError) as e:  # gzip/bz2/xz errors
         raise BuildError(f"{archive}: corrupt compressed data ({e})") from None
 
 
@@ -144,11 +199,8 @@ def read_splits_archive(location: str | os.PathLike, lang: str, *, sha256: str |
         for path, tar, member in iter_files(stream, str(location)):
             if posixpath.basename(path) == wanted and data is None:
                 data = read_member(tar, member, str(location))
-                if sha256 is None:
-                    break  # nothing left to verify: stop reading
-        if data is not None and sha256 is not None:
-            while stream.read(1 << 20):  # read to the end so the checksum is checked
-                pass
+        while stream.read(1 << 20):  # the end of the stream is where the checksum is checked
+            pass
     if data is None:
         raise BuildError(f"{location}: no {wanted} inside; is this the splits archive of {lang!r}?")
     with tempfile.TemporaryDirectory(prefix="mswc-splits-") as tmp:
@@ -168,9 +220,8 @@ def iter_archive_clips(
     Args:
         location: path or http(s) URL of ``audio/{lang}.tar.gz``.
         wanted: link -> index of the clip in the experiment.
-        sha256: expected checksum of the archive; when given the archive is read
-            to its end so it can be verified, otherwise reading stops once every
-            wanted clip has been seen.
+        sha256: expected checksum of the archive, verified at its end. The archive
+            is always read to its end (see the module docstring).
 
     Yields:
         ``(index, encoded clip bytes)`` in archive order, then ``(index, None)``
@@ -184,11 +235,8 @@ def iter_archive_clips(
                 continue
             found.add(link)
             yield wanted[link], read_member(tar, member, str(location))
-            if len(found) == len(wanted) and sha256 is None:
-                break
-        if sha256 is not None:
-            while stream.read(1 << 20):
-                pass
+        while stream.read(1 << 20):  # the end of the stream is where the checksum is checked
+            pass
     for link, index in wanted.items():
         if link not in found:
             yield index, None

@@ -16,7 +16,7 @@ import uuid
 from typing import Iterator, Mapping, Sequence
 
 from dataset_builder.errors import BuildEnvironmentError, BuildError
-from dataset_builder.launcher import MANIFEST_NAME, stale_outputs
+from dataset_builder.outputs import MANIFEST_NAME, stale_outputs
 from dataset_builder.protocol import ChosenClip
 
 #: The one line a user without the extra sees.
@@ -206,12 +206,22 @@ class RemoteOutput:
 
     Object stores cannot rename a set of files at once: the staged files are
     renamed into place, stale ones deleted, and the manifest (which lists every
-    file with its checksum) written last.
+    file with its checksum) written last. A reader checks that the files belong
+    together with ``outputs.verify_dataset`` (after copying them locally).
     """
 
     def __init__(self, out: str):
         self.location = out
         self.staging = join(out, f".staging-{uuid.uuid4().hex[:12]}")
+
+    def check(self, needed_bytes: int = 0) -> None:
+        """Nothing to check before the work: object stores have no free space or permissions to ask."""
+
+    def lock(self) -> None:
+        """No lock on a remote filesystem: two builds into one remote --out are not detected."""
+
+    def unlock(self) -> None:
+        pass
 
     def prepare(self) -> None:
         from apache_beam.io.filesystems import FileSystems

@@ -66,9 +66,7 @@ from dataset_builder.beam_io import (
 from dataset_builder.beam_plan import COUNTER_NAMESPACE, BackendSpec, OutputLayout, write_plan
 from dataset_builder.errors import BuildError
 from dataset_builder.launcher import (
-    ROLES,
     Job,
-    LocalOutput,
     Runner,
     RunResult,
     check_source_args,
@@ -76,6 +74,7 @@ from dataset_builder.launcher import (
     produce,
     source_from_args,
 )
+from dataset_builder.outputs import ROLES, LocalOutput
 from dataset_builder.protocol import Experiment
 
 
@@ -164,15 +163,15 @@ def clips_to_embeddings(pipeline, plan_path: str, source, backend_spec: BackendS
     """The per-clip part of the pipeline: plan -> audio -> decoded -> embedded.
 
     Returns:
-        ``(embedded, skipped)`` PCollections: ``(index, clip, [D] float32)`` and
-        ``(index, clip, reason, detail)``.
+        ``(embedded, skipped, notes)`` PCollections: ``(index, clip, [D] float32)``,
+        ``(index, clip, reason, detail)`` and ``(index, clip, note, detail)``.
     """
     from dataset_builder import beam_transforms
 
     audio = pipeline | "Clips" >> beam_transforms.ReadPlan(plan_path, source)
     decoded = audio | "Decode clips" >> beam_transforms.DecodeClips()
     embedded = decoded.decoded | "Embed clips" >> beam_transforms.EmbedClips(backend_spec, batch_size)
-    return embedded, decoded.skipped
+    return embedded, decoded.skipped, decoded.notes
 
 
 def _collect_summaries(staging: str) -> dict[tuple[str, int], dict]:
@@ -269,10 +268,11 @@ class BeamRunner(Runner):
         t = time.perf_counter()
         try:
             pipeline = beam.Pipeline(options=PipelineOptions(pipeline_flags(options)))
-            embedded, skipped = clips_to_embeddings(pipeline, plan_path, job.source, spec, options.batch_size)
+            embedded, skipped, notes = clips_to_embeddings(pipeline, plan_path, job.source, spec,
+                                                           options.batch_size)
             if self.transforms_hook is not None:
                 embedded = self.transforms_hook(embedded)
-            _ = (embedded, skipped) | "Write" >> beam_transforms.WriteDataset(job.staging, layout, metadata)
+            _ = (embedded, skipped, notes) | "Write" >> beam_transforms.WriteDataset(job.staging, layout, metadata)
             result = pipeline.run()
             state = result.wait_until_finish()
         except Exception as exc:  # noqa: BLE001 - runners raise anything; report one line
@@ -310,6 +310,8 @@ class BeamRunner(Runner):
             timings={"pipeline_seconds": pipeline_seconds, "collect_seconds": time.perf_counter() - t},
             work_seconds=pipeline_seconds,
             extra={"beam": {"counters": counters}},
+            notes=sorted((tuple(n) for summary in summaries.values() for n in summary.get("notes", [])),
+                         key=lambda n: n[0]),
         )
 
 

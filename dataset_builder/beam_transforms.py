@@ -65,7 +65,8 @@ class Decode(beam.DoFn):
 
     Outputs ``(index, clip, np.ndarray [shape=(16000,)] float32)``; clips that cannot
     be used go to the ``skipped`` output as ``(index, clip, reason, detail)`` and
-    are counted (``skipped_<reason>``).
+    are counted (``skipped_<reason>``); clips used after a repair go, in addition,
+    to the ``notes`` output as ``(index, clip, note, detail)``.
     """
 
     def setup(self):
@@ -83,6 +84,8 @@ class Decode(beam.DoFn):
                 self.skipped[reason] = _counter(f"skipped_{reason}")
             self.skipped[reason].inc()
             yield beam.pvalue.TaggedOutput("skipped", (index, clip_of[index], reason, detail))
+        for index, note, detail in result.notes:
+            yield beam.pvalue.TaggedOutput("notes", (index, clip_of[index], note, detail))
 
 
 class Embed(beam.DoFn):
@@ -107,8 +110,8 @@ class Embed(beam.DoFn):
             yield index, clip, embedding
 
 
-def _dedupe(records) -> tuple[dict, dict, int]:
-    """Split a shard's records into embedded/skipped by index, one per index.
+def _dedupe(records) -> tuple[dict, dict, int, dict]:
+    """Split a shard's records into embedded/skipped/notes by index, one per index.
 
     A runner may deliver a clip more than once (a retried bundle whose first output
     was kept, a speculative attempt): keep one copy, chosen independently of the
@@ -116,13 +119,19 @@ def _dedupe(records) -> tuple[dict, dict, int]:
     transient read error) counts as embedded.
 
     Returns:
-        ``({index: (clip, embedding)}, {index: (clip, reason, detail)}, duplicates dropped)``.
+        ``({index: (clip, embedding)}, {index: (clip, reason, detail)}, duplicates dropped,
+        {index: (clip, note, detail)})``; notes only of embedded clips.
     """
     embedded: dict[int, tuple[ChosenClip, np.ndarray]] = {}
     skipped: dict[int, tuple[ChosenClip, str, str]] = {}
+    notes: dict[int, tuple[ChosenClip, str, str]] = {}
     duplicates = 0
     for record in records:
-        if record[0] == "ok":
+        if record[0] == "note":
+            _, index, clip, note, detail = record
+            if index not in notes or (note, detail) < notes[index][1:]:
+                notes[index] = (clip, note, detail)
+        elif record[0] == "ok":
             _, index, clip, embedding = record
             if index in embedded:
                 duplicates += 1
@@ -139,7 +148,8 @@ def _dedupe(records) -> tuple[dict, dict, int]:
     for index in embedded.keys() & skipped.keys():
         del skipped[index]
         duplicates += 1
-    return embedded, skipped, duplicates
+    notes = {i: n for i, n in notes.items() if i in embedded}
+    return embedded, skipped, duplicates, notes
 
 
 class WriteShard(beam.DoFn):
@@ -159,7 +169,7 @@ class WriteShard(beam.DoFn):
         from protos import serialize_samples
 
         (role, shard), records = keyed
-        embedded, skipped, duplicates = _dedupe(records)
+        embedded, skipped, duplicates, notes = _dedupe(records)
         if duplicates:
             self.duplicates.inc(duplicates)
         base = f"{role}-{shard:05d}.{uuid.uuid4().hex}"
@@ -168,6 +178,7 @@ class WriteShard(beam.DoFn):
             "role": role, "shard": shard, "file": None, "clips": len(indices),
             "skipped": [[i, skipped[i][0].link, skipped[i][1], skipped[i][2]] for i in sorted(skipped)],
             "duplicates_dropped": duplicates,
+            "notes": [[i, notes[i][0].link, notes[i][1], notes[i][2]] for i in sorted(notes)],
         }
         if indices:
             clips = [embedded[i][0] for i in indices]
@@ -192,6 +203,11 @@ def _key_embedded(record, layout: OutputLayout):
 def _key_skipped(record, layout: OutputLayout):
     index, clip, reason, detail = record
     return layout.key(index), ("skip", index, clip, reason, detail)
+
+
+def _key_note(record, layout: OutputLayout):
+    index, clip, note, detail = record
+    return layout.key(index), ("note", index, clip, note, detail)
 
 
 class ReadPlan(beam.PTransform):
@@ -220,12 +236,12 @@ class ReadPlan(beam.PTransform):
 
 
 class DecodeClips(beam.PTransform):
-    """``(index, clip, audio)`` -> ``decoded`` ``(index, clip, [16000] float32)`` and ``skipped``."""
+    """``(index, clip, audio)`` -> ``decoded`` ``(index, clip, [16000] float32)``, ``skipped``, ``notes``."""
 
     def expand(self, pcoll):
         return (pcoll
                 | "Batch audio" >> beam.BatchElements(min_batch_size=1, max_batch_size=DECODE_CHUNK)
-                | "Decode" >> beam.ParDo(Decode()).with_outputs("skipped", main="decoded"))
+                | "Decode" >> beam.ParDo(Decode()).with_outputs("skipped", "notes", main="decoded"))
 
 
 class EmbedClips(beam.PTransform):
@@ -246,7 +262,7 @@ class EmbedClips(beam.PTransform):
 
 
 class WriteDataset(beam.PTransform):
-    """``(embedded, skipped)`` -> staged shards and summaries under ``staging``."""
+    """``(embedded, skipped, notes)`` -> staged shards and summaries under ``staging``."""
 
     def __init__(self, staging: str, layout: OutputLayout, metadata: dict):
         super().__init__()
@@ -255,10 +271,11 @@ class WriteDataset(beam.PTransform):
         self.metadata = metadata
 
     def expand(self, pcolls):
-        embedded, skipped = pcolls
+        embedded, skipped, notes = pcolls
         keyed_ok = embedded | "Key embedded" >> beam.Map(_key_embedded, self.layout)
         keyed_skip = skipped | "Key skipped" >> beam.Map(_key_skipped, self.layout)
-        return ((keyed_ok, keyed_skip)
+        keyed_notes = notes | "Key notes" >> beam.Map(_key_note, self.layout)
+        return ((keyed_ok, keyed_skip, keyed_notes)
                 | "Merge" >> beam.Flatten()
                 | "By shard" >> beam.GroupByKey()
                 | "Write shards" >> beam.ParDo(WriteShard(self.staging, self.metadata)))

@@ -25,9 +25,9 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from dataset_builder.clitools import ignore_sigint, sigint_held
 from dataset_builder.errors import BuildError
 from dataset_builder.launcher import (
-    ROLES,
     Job,
     Runner,
     RunResult,
@@ -36,6 +36,7 @@ from dataset_builder.launcher import (
     produce,
     strict_failure,
 )
+from dataset_builder.outputs import ROLES
 from dataset_builder.protocol import ChosenClip, Experiment
 from dataset_builder.stages import DecodedBatch, assemble, decode_batch, embed_batch
 
@@ -70,6 +71,7 @@ class EmbedResult:
         decode_seconds: decoding time summed over workers.
         embed_seconds: time in the backend.
         wall_seconds: elapsed time of the whole stage.
+        notes: ``(index, note, detail)`` per clip used after a repair (``stages.RESCALED``).
     """
 
     embeddings: np.ndarray
@@ -78,6 +80,7 @@ class EmbedResult:
     decode_seconds: float
     embed_seconds: float
     wall_seconds: float
+    notes: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
 
 
 def _chunked(items: Iterable, size: int) -> Iterator[list]:
@@ -108,6 +111,7 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
     embeddings = np.zeros((n, backend.dim), dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
     failures: list[tuple[int, str, str]] = []
+    notes: list[tuple[int, str, str]] = []
     buffer = np.empty((options.batch_size, CLIP_SAMPLES), dtype=np.float32)
     buffer_index = np.empty(options.batch_size, dtype=np.int64)
     fill = 0
@@ -131,6 +135,7 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
     def consume(batch: DecodedBatch) -> None:
         nonlocal fill, decode_seconds
         decode_seconds += batch.seconds
+        notes.extend(batch.notes)
         if batch.failures:
             if options.strict:
                 index, reason, detail = batch.failures[0]
@@ -156,7 +161,9 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
             # "spawn": the main process may already hold TensorFlow's threads,
             # which a fork would copy in an undefined state.
             context = multiprocessing.get_context("spawn")
-            with context.Pool(options.workers) as pool:
+            with sigint_held():
+                pool = context.Pool(options.workers, initializer=ignore_sigint)
+            with pool:
                 in_flight: collections.deque = collections.deque()
                 # Enough queued work to keep every worker busy while the main
                 # process embeds a batch, and no more: memory stays bounded.
@@ -171,8 +178,9 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
     finally:
         bar.close()
     failures.sort()
+    notes.sort()
     return EmbedResult(embeddings, ok, failures, decode_seconds, embed_seconds,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, notes)
 
 
 class LocalRunner(Runner):
@@ -227,6 +235,7 @@ class LocalRunner(Runner):
                 "write_seconds": write_seconds,
             },
             work_seconds=result.wall_seconds,
+            notes=[(i, clips[i].link, note, detail) for i, note, detail in result.notes],
         )
 
 

@@ -29,9 +29,14 @@ from typing import Sequence
 
 import numpy as np
 
+from corpus.words import normalize_word
 from dataset_builder.alignments import AlignedWord, read_alignments
-from dataset_builder.clitools import HelpFormatter
+from dataset_builder.clitools import HelpFormatter, ignore_sigint, sigint_held
 from dataset_builder.errors import BuildError
+from protos.errors import EXIT_STATUS_HELP, run_cli
+
+#: Skipped rows and recordings named on stderr (the rest are counted).
+SHOW_SKIPPED = 20
 
 SPLITS = ("TRAIN", "DEV", "TEST")
 CLIP_SECONDS = 1.0
@@ -39,8 +44,24 @@ CLIP_SECONDS = 1.0
 OPUS_RATE = 48000
 
 
-def normalize_word(word: str, keep_case: bool = False) -> str:
-    """NFC, lower case (unless ``keep_case``), surrounding punctuation removed.
+def text_name(name: str) -> str:
+    """A file name as text for clip names and the splits CSV (which are UTF-8).
+
+    Python keeps a name that is not valid UTF-8 with its bytes smuggled in as
+    surrogates; such a name is read as Latin-1 instead (the usual older encoding,
+    and every byte string is valid Latin-1), then NFC-normalised.
+    """
+    raw = os.fsencode(name)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return unicodedata.normalize("NFC", text)
+
+
+def clip_word(word: str, keep_case: bool = False) -> str:
+    """The word a clip is filed under: the corpus form (``corpus.words.normalize_word``:
+    NFC, lower case unless ``keep_case``) without surrounding punctuation.
 
     Returns "" for a word that cannot name a directory (empty, ``.``/``..``, slashes).
     """
@@ -50,9 +71,7 @@ def normalize_word(word: str, keep_case: bool = False) -> str:
         start += 1
     while end > start and unicodedata.category(word[end - 1])[0] in "PS":
         end -= 1
-    word = word[start:end]
-    if not keep_case:
-        word = word.lower()
+    word = normalize_word(word[start:end], keep_case)
     if word in ("", ".", "..") or "/" in word or "\\" in word or "\0" in word:
         return ""
     return word
@@ -140,15 +159,23 @@ def extract_recording(recording: str, jobs: Sequence[ClipJob], clips_dir: str) -
         ``(records, failures)``: a ``corpus.layout.ClipRecord`` per clip written, and
         ``(where, reason, detail)`` per clip or recording that could not be used.
     """
-    from corpus.audio import ClipError, decode_audio, write_opus
+    from corpus.audio import SILENCE_PEAK, ClipError, decode_audio, write_opus
     from corpus.layout import ClipRecord
 
     if not os.path.isfile(recording):
         return [], [(recording, "missing", "recording not found")]
     try:
-        y, sr = decode_audio(recording)
+        # An open file, not the path: libsndfile cannot open a path whose name is
+        # not valid in the filesystem's encoding (Python keeps such names as-is).
+        with open(recording, "rb") as f:
+            y, sr = decode_audio(f)
     except ClipError as e:
         return [], [(recording, e.reason, str(e))]
+    except OSError as e:
+        return [], [(recording, "unreadable", e.strerror or str(e))]
+    if float(np.max(np.abs(y))) < SILENCE_PEAK:
+        return [], [(recording, "silent",
+                     f"the whole recording is silent (peak below {SILENCE_PEAK:g}); {len(jobs)} clip(s) not cut")]
     if sr != OPUS_RATE:
         import soxr
 
@@ -162,6 +189,9 @@ def extract_recording(recording: str, jobs: Sequence[ClipJob], clips_dir: str) -
                              f"{job.start:.2f}-{job.end:.2f} s, recording is {duration:.2f} s"))
             continue
         clip = cut_clip(y, sr, job.start, job.end)
+        if float(np.max(np.abs(clip))) < SILENCE_PEAK:
+            failures.append((job.where, "silent", f"the word's second is silent (peak below {SILENCE_PEAK:g})"))
+            continue
         word_dir = Path(clips_dir) / job.word
         word_dir.mkdir(parents=True, exist_ok=True)
         write_opus(word_dir / job.clip_name, clip, sr=sr)
@@ -193,7 +223,7 @@ def plan_clips(
     failures = []
     rows = []
     for w in words:
-        word = normalize_word(w.word, keep_case)
+        word = clip_word(w.word, keep_case)
         if not word:
             failures.append((w.where, "bad-word", f"{w.word!r} cannot be a clip directory name"))
             continue
@@ -204,11 +234,11 @@ def plan_clips(
             raise BuildError(f"{w.where}: split must be TRAIN, DEV or TEST, got {w.split!r}")
         rec = Path(w.recording)
         if speaker_mode == "file":
-            speaker = rec.stem
+            speaker = text_name(rec.stem)
         elif speaker_mode == "dir":
-            speaker = rec.parent.name
+            speaker = text_name(rec.parent.name)
         else:
-            speaker = w.speaker or rec.stem
+            speaker = w.speaker or text_name(rec.stem)
         rows.append((w, word, speaker))
 
     # Clip names are the recording's stem plus the word's start in ms; stems that
@@ -220,12 +250,12 @@ def plan_clips(
     def base_name(recording: str) -> str:
         stem = Path(recording).stem
         if len(stems[stem]) == 1:
-            return stem
+            return text_name(stem)
         try:
             rel = os.path.relpath(recording, recordings_root)
         except ValueError:
             rel = recording
-        return f"{stem}_{hashlib.sha1(rel.encode('utf-8')).hexdigest()[:8]}"
+        return f"{text_name(stem)}_{hashlib.sha1(os.fsencode(rel)).hexdigest()[:8]}"
 
     names: dict[str, int] = collections.Counter()
     planned = []
@@ -308,7 +338,8 @@ def extract_corpus(
             results = map(_extract_task, tasks)
             pool = None
         else:
-            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+            with sigint_held():
+                pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), initializer=ignore_sigint)
             results = pool.imap(_extract_task, tasks)
         try:
             for recs, fails in results:
@@ -368,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
             "them as an MSWC-layout corpus (48 kHz Opus clips, {lang}_splits.csv, "
             "metadata.json.gz) that build-dataset --mswc-root reads."
         ),
-        epilog="exit status: 0 ok; 1 bad input; 2 usage error; 130 interrupted. See docs/BUILD.md.",
+        epilog="See docs/BUILD.md. " + EXIT_STATUS_HELP,
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--lang", required=True, help="language code of the corpus, e.g. es")
@@ -398,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from corpus.layout import CorpusError
 
@@ -409,17 +440,24 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed, keep_case=args.keep_case, workers=args.workers, strict=args.strict,
             overwrite=args.overwrite, progress=not args.quiet,
         )
-    except (BuildError, CorpusError) as e:
-        print(f"extract-clips: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("extract-clips: interrupted", file=sys.stderr)
-        return 130
+    except CorpusError as e:
+        raise BuildError(str(e)) from None
     if not args.quiet:
+        skipped = summary["skipped"]["items"]
+        for item in skipped[:SHOW_SKIPPED]:
+            print(f"extract-clips: skipped {item['where']}: {item['reason']} ({item['detail']})",
+                  file=sys.stderr)
+        if len(skipped) > SHOW_SKIPPED:
+            print(f"extract-clips: ... and {len(skipped) - SHOW_SKIPPED} more skipped", file=sys.stderr)
         print(f"wrote {summary['clips']} clips of {summary['words']} words from "
               f"{summary['speakers']} speakers to {args.out} (splits {summary['splits']}); "
               f"skipped {summary['skipped']['total']} {summary['skipped']['by_reason']}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``extract-clips``; returns the exit status (``protos.errors``)."""
+    return run_cli("extract-clips", _main, argv)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,14 @@ same sequence, so what a dataset is does not depend on where it was computed::
     runner.check(args)                       flags the runner refuses, before any work
     params_from_args, runner.open_source     the protocol's parameters, the corpus
     plan_experiment                          the splits -> the experiment (dry run stops here)
+    output.check, output.lock                --out writable, enough space, no other build
     load_backend                             the backend, once, on the launcher
     produce:
       output.prepare()                       a staging location for this run
       runner.run(Job) -> RunResult           embed the clips, write the pool files staged
       check_result                           --strict, every keyword still in every file
       build_manifest                         the one manifest of every runner
-      output.publish(...)                    staged files into place, stale ones removed, manifest
+      output.publish(...)                    the staged set replaces the previous one (outputs.py)
     summary                                  the lines a user reads
 
 A runner only decodes, embeds and writes staged files; it never builds a
@@ -25,13 +26,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import shutil
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence
 
 from dataset_builder.errors import BuildEnvironmentError, BuildError
+from dataset_builder.outputs import MANIFEST_NAME, ROLES, LocalOutput, estimate_bytes
 from dataset_builder.protocol import (
     TARGET,
     ChosenClip,
@@ -46,9 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from dataset_builder.sources import ClipSource
 
 MANIFEST_FORMAT = "dataperf-speech/build-manifest/1"
-MANIFEST_NAME = "manifest.json"
-#: ``(role, file name)`` of the two datasets, in writing order.
-ROLES = (("samples", "samples.pb"), ("eval", "eval.pb"))
 #: Options that only the wav2vec2 backend takes.
 WAV2VEC2_ONLY = ("layer", "pooling")
 SOURCE_ARCHIVE_ONLY = ("splits_archive", "audio_sha256", "splits_sha256", "download_dir")
@@ -180,7 +176,12 @@ def plan_experiment(source, params: ExperimentParams) -> tuple[Experiment, int]:
     Returns:
         ``(experiment, number of records in the splits)``.
     """
-    records = source.records()
+    try:
+        records = source.records()
+    except UnicodeDecodeError as e:
+        where = ", ".join(f"{k} {v}" for k, v in source.describe().items() if k != "kind")
+        raise BuildError(f"the {source.lang}_splits.csv of {where} is not UTF-8 text "
+                         f"(byte 0x{e.object[e.start]:02x} at offset {e.start}): save it as UTF-8") from None
     return design_experiment(records, params), len(records)
 
 
@@ -233,6 +234,7 @@ class RunResult:
         timings: the runner's own stages, seconds.
         work_seconds: wall time spent on the clips (throughput).
         extra: further manifest sections (Beam: its counters).
+        notes: ``(index, link, note, detail)`` of clips used after a repair, by index.
     """
 
     files: dict[str, dict]
@@ -242,16 +244,26 @@ class RunResult:
     timings: dict[str, float]
     work_seconds: float
     extra: dict = dataclasses.field(default_factory=dict)
+    notes: list[tuple[int, str, str, str]] = dataclasses.field(default_factory=list)
 
 
 class Output(Protocol):
-    """Where a run's files are staged and then published (local: :class:`LocalOutput`)."""
+    """Where a run's files are staged and then published (local: ``outputs.LocalOutput``)."""
 
     location: str
     staging: str
 
+    def check(self, needed_bytes: int = 0) -> None:
+        """Refuse an output that cannot be written (before any work)."""
+
+    def lock(self) -> None:
+        """Refuse a second build into the same output."""
+
+    def unlock(self) -> None:
+        """Release :meth:`lock`."""
+
     def prepare(self) -> None:
-        """Create the output location and the staging location."""
+        """Create the staging location."""
 
     def publish(self, staged: Mapping[str, str], manifest_text: str) -> None:
         """Move the staged files into place, remove stale ones, write the manifest."""
@@ -352,6 +364,12 @@ def build_manifest(source, experiment: Experiment, backend, result: RunResult, *
             "clips": [{"id": link, "reason": reason, "detail": detail}
                       for _, link, reason, detail in result.skipped],
         },
+        # Clips used after a repair at the decode boundary (a peak above 1 scaled to 1).
+        "notes": {
+            "total": len(result.notes),
+            "by_kind": dict(sorted(collections.Counter(n[2] for n in result.notes).items())),
+            "clips": [{"id": link, "note": note, "detail": detail} for _, link, note, detail in result.notes],
+        },
         "backend": {"name": backend.name, "dim": int(backend.dim), "identity": backend.identity},
         "files": dict(result.files),
         "run": dict(result.run),
@@ -365,53 +383,10 @@ def manifest_text(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
 
 
-def is_dataset_file(name: str) -> bool:
-    """True for the names the build writes its datasets under: samples.pb, eval.pb and their shards."""
-    from protos.shards import parse_shard_name
-
-    if name in {file for _, file in ROLES}:
-        return True
-    parsed = parse_shard_name(name)
-    return parsed is not None and parsed[0] in {role for role, _ in ROLES} and parsed[3] == ".pb"
-
-
-def stale_outputs(existing: Iterable[str], keep: Iterable[str]) -> list[str]:
-    """Dataset files of an earlier build that the new one does not write (plain or sharded)."""
-    keep = set(keep)
-    return sorted(name for name in existing if is_dataset_file(name) and name not in keep)
-
-
-class LocalOutput:
-    """A local ``--out`` directory; the run is staged in a hidden directory inside it.
-
-    Args:
-        out: the output directory (created when missing).
-    """
-
-    def __init__(self, out: str | os.PathLike):
-        self.location = os.path.abspath(os.fspath(out))
-        self.staging = os.path.join(self.location, f".staging-{uuid.uuid4().hex[:12]}")
-
-    def prepare(self) -> None:
-        os.makedirs(self.location, exist_ok=True)
-        os.mkdir(self.staging)
-
-    def publish(self, staged: Mapping[str, str], manifest_text: str) -> None:
-        from protos.atomic import atomic_write_text
-
-        for final, name in staged.items():
-            os.replace(os.path.join(self.staging, name), os.path.join(self.location, final))
-        for name in stale_outputs(os.listdir(self.location), staged):
-            os.remove(os.path.join(self.location, name))
-        atomic_write_text(os.path.join(self.location, MANIFEST_NAME), manifest_text)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-
 def produce(runner: Runner, source, experiment: Experiment, backend, out: str, *,
             backend_name: str | None = None, backend_options: Mapping[str, Any] | None = None,
-            records: int | None = None, timings: Mapping[str, float] | None = None) -> dict:
+            records: int | None = None, timings: Mapping[str, float] | None = None,
+            output: Output | None = None) -> dict:
     """Run ``runner`` on a planned experiment and publish samples.pb, eval.pb and manifest.json.
 
     Args:
@@ -424,15 +399,27 @@ def produce(runner: Runner, source, experiment: Experiment, backend, out: str, *
             (default: the backend's own name, no options).
         records: rows in the splits, for the manifest.
         timings: earlier stages' timings (seconds) for the manifest.
+        output: the checked and locked output of ``out`` (:func:`launch` opens it
+            before loading the backend); by default it is opened here.
 
     Returns:
         The manifest (also written to ``out/manifest.json``).
 
     Raises:
         BuildError: see :func:`check_result`, and whatever the runner raises.
+        BuildEnvironmentError: the output cannot be written, or another build holds it.
     """
     start = time.perf_counter()
-    output = runner.output(out)
+    if output is None:
+        output = runner.output(out)
+        output.check(estimate_bytes(len(experiment.samples) + len(experiment.eval), int(backend.dim)))
+        output.lock()
+        try:
+            return produce(runner, source, experiment, backend, out, backend_name=backend_name,
+                           backend_options=backend_options, records=records, timings=timings,
+                           output=output)
+        finally:
+            output.unlock()
     output.prepare()
     try:
         result = runner.run(Job(source, experiment, backend, backend_name or backend.name,
@@ -488,14 +475,22 @@ def launch(args: argparse.Namespace, runner: Runner) -> int:
     if args.dry_run:
         print_plan(experiment)
         return 0
-    t = time.perf_counter()
-    backend = load_backend(args.backend, runner.launcher_backend_options(options))
-    load_seconds = time.perf_counter() - t
-    if not args.quiet:
-        runner.announce(experiment)
-    manifest = produce(runner, source, experiment, backend, args.out,
-                       backend_name=args.backend, backend_options=options, records=n_records,
-                       timings={"plan_seconds": plan_seconds, "backend_load_seconds": load_seconds})
+    # The output is checked and locked before the model loads or a clip is read.
+    output = runner.output(args.out)
+    output.check(estimate_bytes(len(experiment.samples) + len(experiment.eval)))
+    output.lock()
+    try:
+        t = time.perf_counter()
+        backend = load_backend(args.backend, runner.launcher_backend_options(options))
+        load_seconds = time.perf_counter() - t
+        if not args.quiet:
+            runner.announce(experiment)
+        manifest = produce(runner, source, experiment, backend, args.out,
+                           backend_name=args.backend, backend_options=options, records=n_records,
+                           timings={"plan_seconds": plan_seconds, "backend_load_seconds": load_seconds},
+                           output=output)
+    finally:
+        output.unlock()
     if not args.quiet:
         print(summary(manifest))
         print(f"wrote {args.out}: {', '.join(manifest['files'])}, {MANIFEST_NAME}")

@@ -21,11 +21,11 @@ import collections
 import dataclasses
 import difflib
 import hashlib
-import unicodedata
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from corpus.words import normalize_word
 from dataset_builder.errors import BuildError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,13 +179,9 @@ def _draw(rng: np.random.Generator, clips: Sequence[ChosenClip], n: int | None) 
     return [ordered[i] for i in sorted(picked)]
 
 
-def normalize_word(word: str) -> str:
-    """NFC form of a word: MSWC words are NFC, users may type decomposed accents."""
-    return unicodedata.normalize("NFC", word.strip())
-
-
 def _resolve_keyword(keyword: str, words: set[str]) -> str | None:
-    word = normalize_word(keyword)
+    # NFC (MSWC words are NFC, users may type decomposed accents), case kept first.
+    word = normalize_word(keyword, keep_case=True)
     if word in words:
         return word
     # MSWC words are lower case; accept "Año" for "año" but nothing looser.
@@ -196,7 +192,7 @@ def _resolve_keyword(keyword: str, words: set[str]) -> str | None:
 
 def near_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """Up to ``n`` candidates that look like ``word`` (difflib ratio >= 0.6), best first."""
-    return difflib.get_close_matches(normalize_word(word).lower(), list(candidates), n=n, cutoff=0.6)
+    return difflib.get_close_matches(normalize_word(word), list(candidates), n=n, cutoff=0.6)
 
 
 def _check_params(p: ExperimentParams) -> None:

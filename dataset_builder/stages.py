@@ -24,6 +24,10 @@ import numpy as np
 
 #: Reason recorded for a clip its source does not have.
 MISSING = "missing"
+#: Reason recorded for a clip whose decoded samples are not all finite.
+NON_FINITE = "non-finite"
+#: Note recorded for a clip whose peak was above 1 and was scaled down to 1.
+RESCALED = "rescaled"
 
 
 class DecodedBatch(NamedTuple):
@@ -33,15 +37,43 @@ class DecodedBatch(NamedTuple):
         indices: np.ndarray [shape=(n,)] int64, positions (in the experiment's clip
             list) of the clips that decoded.
         clips: np.ndarray [shape=(n, 16000)] float32, those clips normalised.
-        failures: ``(index, reason, detail)`` for each clip that did not decode;
-            reason is ``corpus.audio.ClipError.reason`` or ``"missing"``.
+        failures: ``(index, reason, detail)`` for each clip that did not decode or
+            broke the clip contract; reason is ``corpus.audio.ClipError.reason``,
+            ``"missing"`` or ``"non-finite"``.
         seconds: time spent in this call.
+        notes: ``(index, note, detail)`` for clips that were used after a repair
+            (``"rescaled"``: peak above 1, scaled to 1).
     """
 
     indices: np.ndarray
     clips: np.ndarray
     failures: list[tuple[int, str, str]]
     seconds: float
+    notes: list[tuple[int, str, str]] = []
+
+
+def check_clip(clip: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
+    """The clip contract at the decode boundary: finite samples within [-1, 1].
+
+    Args:
+        clip: np.ndarray [shape=(16000,)] float32, a decoded clip.
+        where: the clip's origin, for messages.
+
+    Returns:
+        ``(clip, note)``: the clip unchanged and None, or, when its peak is above 1,
+        the clip scaled to peak 1 and a note saying by how much.
+
+    Raises:
+        corpus.clip.ClipContractError: the clip breaks the clip contract (NaN or
+            infinite samples, wrong shape); the message names ``where``.
+    """
+    from corpus.clip import check_clips
+
+    clip = check_clips(clip[None, :], where)[0]  # the one validator: shape, dtype, finite
+    peak = float(np.max(np.abs(clip))) if clip.size else 0.0
+    if peak > 1.0:
+        return (clip / np.float32(peak)).astype(np.float32), f"{where}: peak {peak:.6g} scaled to 1"
+    return clip, None
 
 
 def decode_batch(jobs: Sequence[tuple[int, "str | bytes | None"]]) -> DecodedBatch:
@@ -60,21 +92,30 @@ def decode_batch(jobs: Sequence[tuple[int, "str | bytes | None"]]) -> DecodedBat
     indices: list[int] = []
     clips = np.empty((len(jobs), CLIP_SAMPLES), dtype=np.float32)
     failures: list[tuple[int, str, str]] = []
+    notes: list[tuple[int, str, str]] = []
     for index, source in jobs:
         if source is None or (isinstance(source, str) and not os.path.exists(source)):
             failures.append((index, MISSING, "not found in the corpus source"))
             continue
+        where = source if isinstance(source, str) else f"<{len(source)} bytes>"
         try:
-            clips[len(indices)] = load_clip(source)
+            clip, note = check_clip(load_clip(source), where)
         except ClipError as e:
             failures.append((index, e.reason, str(e)))
             continue
+        except ValueError as e:
+            failures.append((index, NON_FINITE, str(e)))
+            continue
+        if note is not None:
+            notes.append((index, RESCALED, note))
+        clips[len(indices)] = clip
         indices.append(index)
     return DecodedBatch(
         indices=np.asarray(indices, dtype=np.int64),
         clips=clips[: len(indices)],
         failures=failures,
         seconds=time.perf_counter() - start,
+        notes=notes,
     )
 
 

@@ -73,3 +73,33 @@ def make_tone_corpus(root: Path, lang: str, words: Sequence[str], clips_per_word
         records.append(ClipRecord(f"{words[0]}/{kind}.opus", words[0], "TRAIN", True, "spk9", ""))
     write_splits(root / f"{lang}_splits.csv", records)
     return root
+
+
+class WideBackend(BandEnergyBackend):
+    """4096-d vectors (the band energies tiled): outputs 4x what the builder's
+    free-space estimate assumes, so a disk can pass the check and still fill up."""
+
+    name = "test-wide"
+    dim = 4096
+    identity = "wide-v1"
+
+    def embed(self, clips: np.ndarray) -> np.ndarray:
+        return np.tile(super().embed(clips), (1, self.dim // BandEnergyBackend.dim))
+
+
+class SlowBackend(BandEnergyBackend):
+    """The band backend, a quarter of a second per batch: a build that lasts long enough
+    to be interrupted, or to meet a second build, while it runs."""
+
+    name = "test-slow"
+    identity = "bands-v1"
+
+    def embed(self, clips: np.ndarray) -> np.ndarray:
+        import time
+
+        time.sleep(0.25)
+        return super().embed(clips)
+
+
+register_backend("test-wide", WideBackend)
+register_backend("test-slow", SlowBackend)

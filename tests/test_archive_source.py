@@ -13,6 +13,7 @@ import pytest
 
 from dataset_builder import cli
 from dataset_builder.archive import iter_archive_clips
+from dataset_builder.errors import BuildError
 from protos import read_samples
 from tests.test_archive_fetch import serve
 from tests.test_build_dataset import LANG, SMALL_PROTOCOL, make_corpus
@@ -134,15 +135,23 @@ def test_unsafe_or_wrong_archives_are_refused(corpus_and_archives, tmp_path, cap
     assert "--audio-archive needs --splits-archive" in capsys.readouterr().err
 
 
-def test_streaming_stops_once_every_wanted_clip_is_seen(tmp_path):
+def test_damage_after_the_last_wanted_clip_still_stops_the_build(tmp_path):
     members = [(f"es/clips/w/{i}.opus", bytes([i]) * 600) for i in range(30)]
     data = pack(members, mode="w")
-    # Damage the archive's last third: clips 0-2 come first, so with no checksum
-    # to verify, reading must stop before the damage.
+    # Damage the archive's last third: clips 0-2 come first, but the archive is
+    # read to its end, so the damage behind them is found.
     path = tmp_path / "a.tar"
     path.write_bytes(data[: 2 * len(data) // 3] + b"\xff" * 4096)
-    got = dict(iter_archive_clips(path, {"w/0.opus": 0, "w/2.opus": 1, "w/1.opus": 2}))
+    got = {}
+    with pytest.raises(BuildError, match="a.tar: .*damaged or truncated"):
+        for index, clip in iter_archive_clips(path, {"w/0.opus": 0, "w/2.opus": 1, "w/1.opus": 2}):
+            got[index] = clip
+    # The clips before the damage were read (and then the whole build stops).
     assert got == {0: bytes([0]) * 600, 1: bytes([2]) * 600, 2: bytes([1]) * 600}
-    # Asking for a clip that is not there means reading on, into the damage.
-    with pytest.raises(Exception, match="a.tar"):
-        dict(iter_archive_clips(path, {"w/0.opus": 0, "w/99.opus": 1}))
+    # The intact archive gives the same clips and no error.
+    assert dict(iter_archive_clips(_write(tmp_path / "b.tar", data), {"w/0.opus": 0})) == {0: bytes([0]) * 600}
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path

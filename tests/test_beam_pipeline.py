@@ -124,7 +124,7 @@ def test_a_lost_clip_stops_the_build_before_anything_is_written(corpus, tmp_path
             source, experiment, backend, beam_pipeline.BackendSpec.of(backend, "test-bands", {}),
             str(tmp_path / "lost"), beam_pipeline.BeamOptions(pipeline_args=tuple(IN_MEMORY), shards=8),
             transforms_hook=_lose_one_clip)
-    assert sorted(p.name for p in (tmp_path / "lost").iterdir()) == []
+    assert not (tmp_path / "lost").exists() and sorted(p.name for p in tmp_path.glob(".lost.*")) == []
 
 
 def test_sharded_outputs_read_back_as_the_single_file(corpus, local_build, tmp_path):
@@ -151,7 +151,7 @@ def test_strict_fails_without_writing(corpus, tmp_path, capsys):
     assert build(argv_for(corpus, out, "--runner", "DirectRunner", "--strict", *IN_MEMORY)) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("build-dataset: error: clip 'año/") and "--strict" in err and "\n" not in err
-    assert not (out / "samples.pb").exists() and not list(out.glob(".staging-*"))
+    assert not (out / "samples.pb").exists() and not list(tmp_path.glob(".strict.*"))
 
 
 def test_credentials_passed_to_beam_stay_out_of_the_manifest():
@@ -204,7 +204,7 @@ def test_a_failing_pipeline_is_one_line_and_leaves_earlier_outputs(corpus, local
     assert err.startswith("build-dataset: error: the Beam pipeline failed on DirectRunner: ")
     assert err.count("\n") == 1 and "returned embeddings of shape" in err
     assert (out / "samples.pb").read_bytes() == before
-    assert not list(out.glob(".staging-*"))
+    assert not list(tmp_path.glob(".kept.*"))
 
 
 # --------------------------------------------------------------- the shipped backend, 2 workers

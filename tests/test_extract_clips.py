@@ -16,7 +16,7 @@ from corpus.audio import load_clip
 from corpus.layout import read_splits
 from dataset_builder import cli as build_cli
 from dataset_builder.alignments import parse_textgrid, read_alignments
-from dataset_builder.extract import assign_splits, cut_clip, main, normalize_word
+from dataset_builder.extract import assign_splits, clip_word, cut_clip, main
 from tests import builder_helpers  # noqa: F401  (registers the "test-bands" backend)
 
 SR = 16000
@@ -262,10 +262,10 @@ def test_cut_clip_centres_and_pads():
 
 
 def test_words_are_normalised():
-    assert normalize_word("¡Hola,") == "hola"
-    assert normalize_word("An\u0303o") == "año"
-    assert normalize_word("Año", keep_case=True) == "Año"
-    assert normalize_word("a/b") == "" and normalize_word("...") == ""
+    assert clip_word("¡Hola,") == "hola"
+    assert clip_word("An\u0303o") == "año"
+    assert clip_word("Año", keep_case=True) == "Año"
+    assert clip_word("a/b") == "" and clip_word("...") == ""
 
 
 def test_assign_splits_hits_the_ratios_and_is_seeded():
@@ -277,3 +277,66 @@ def test_assign_splits_hits_the_ratios_and_is_seeded():
     assert set(assign_splits({"a": 5, "b": 1}, (1, 0, 0), seed=0).values()) == {"TRAIN"}
     assert sorted(assign_splits({"a": 9, "b": 1, "c": 1}, (80, 10, 10), seed=0).values()) == \
         ["DEV", "TEST", "TRAIN"]
+
+
+# ------------------------------------------------------------------ faults: names, silence, encodings
+
+
+def _one_error_line(code: int, err: str, expected: int, fragment: str) -> None:
+    assert code == expected, err
+    assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("extract-clips: error: "), err
+    assert fragment in err, err
+
+
+def test_a_recording_with_a_non_utf8_name_is_read_and_a_silent_one_skipped_and_named(tmp_path, capsys):
+    import os
+
+    rec = tmp_path / "recs"
+    rec.mkdir()
+    # Latin-1 bytes: not a valid UTF-8 name (libsndfile cannot open it by a str path).
+    sf.write(os.path.join(os.fsencode(rec), b"grabaci\xf3n.wav"),
+             recording([(0.5, 0.9, 440.0), (2.0, 2.4, 880.0)], 3.0), SR)
+    sf.write(rec / "silence.wav", np.zeros(3 * SR, np.float32), SR)
+    grid = ('File type = "ooTextFile"\nObject class = "TextGrid"\n0\n3\n<exists>\n1\n"IntervalTier"\n'
+            '"words"\n0\n3\n3\n0\n0.5\n""\n0.5\n0.9\n"hola"\n2.0\n2.4\n"casa"\n')
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    with open(os.path.join(grids, os.fsdecode(b"grabaci\xf3n.TextGrid")), "w", encoding="utf-8") as f:
+        f.write(grid)
+    (grids / "silence.TextGrid").write_text(grid, encoding="utf-8")
+    out = tmp_path / "corpus"
+    code = main(["--lang", "es", "--recordings", str(rec), "--alignments", str(grids), "--out", str(out),
+                 "--workers", "0", "--split-by", "clip"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    records = read_splits(out, "es")
+    # The Latin-1 name is read as Latin-1: clip names are UTF-8 text.
+    assert sorted(r.link for r in records) == ["casa/grabación_00002000.opus", "hola/grabación_00000500.opus"]
+    # The all-zero recording is refused, and named although the run is not --strict.
+    assert "skipped " in captured.err and "silence.wav: silent (the whole recording is silent" in captured.err
+    assert "skipped 1 {'silent': 1}" in captured.out
+    assert main(["--lang", "es", "--recordings", str(rec), "--alignments", str(grids),
+                 "--out", str(tmp_path / "strict"), "--workers", "0", "--strict", "--quiet"]) == 1
+    _one_error_line(1, capsys.readouterr().err, 1, "silence.wav: silent")
+
+
+def test_a_latin1_or_ragged_alignment_csv_is_one_line(recordings, tmp_path, capsys):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("file,word,start,end\nspk0_0.wav,canción,0.1,0.4\n".encode("latin-1"))
+    args = ["--lang", "es", "--recordings", str(recordings), "--out", str(tmp_path / "c"), "--quiet"]
+    code = main([*args, "--alignments", str(latin1)])
+    _one_error_line(code, capsys.readouterr().err, 1, "not UTF-8 text (byte 0xf3")
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("file,word,start,end\nspk0_0.wav,hola,0.1,0.4,extra\n", encoding="utf-8")
+    code = main([*args, "--alignments", str(ragged)])
+    _one_error_line(code, capsys.readouterr().err, 1, "ragged.csv:2: 5 fields, the header has 4")
+    assert not (tmp_path / "c").exists()
+
+
+def test_extract_help_ends_with_the_exit_statuses(capsys):
+    from protos.errors import EXIT_STATUS_HELP
+
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert " ".join(capsys.readouterr().out.split()).endswith(EXIT_STATUS_HELP)
