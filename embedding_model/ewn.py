@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.clip import SAMPLE_RATE
+
 DIM = 2048
-SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 24000  # 1.5 s
 FRAME = 400  # 25 ms
 HOP = 160  # 10 ms

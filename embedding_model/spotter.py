@@ -40,10 +40,11 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from corpus.audio import SAMPLE_RATE, ClipError, decode_audio
+from corpus.audio import ClipError, decode_audio
+from corpus.clip import CLIP_SAMPLES, SAMPLE_RATE
 from protos.errors import EnvironmentProblem, InputError
 
-WINDOW = 16000
+WINDOW = CLIP_SAMPLES
 """Samples per analysis window: one second at 16 kHz (one clip)."""
 
 HEAD_KINDS = ("dataperf", "linear")
