@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus.clip import SAMPLE_RATE
+from protos.errors import EnvironmentProblem
 
 DIM = 2048
 WINDOW_SAMPLES = 24000  # 1.5 s
@@ -38,7 +39,7 @@ MODEL_FILES = {
 }
 
 
-class EfficientWordNetMissing(RuntimeError):
+class EfficientWordNetMissing(EnvironmentProblem):
     """The efficientword-net wheel or onnxruntime is not installed."""
 
 
