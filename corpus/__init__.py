@@ -12,58 +12,36 @@ TensorFlow. One owner for each rule:
 * :mod:`corpus.speakers`: the synthesizer's ``{lang}_speakers.csv`` sidecar;
 * :mod:`corpus.audio`: decoding and normalising clips, writing Ogg/Opus;
 * :mod:`corpus.rooms`: simulated shoebox rooms (synthesizer and training augmentation).
+
+The names below are loaded on first use, so ``import corpus.words`` or
+``corpus.clip`` does not pull in libsndfile and soxr.
 """
 
-from corpus.audio import (
-    OPUS_SAMPLE_RATE,
-    ClipError,
-    decode_audio,
-    encode_opus,
-    load_clip,
-    normalize_clip,
-    write_opus,
-)
-from corpus.clip import CLIP_SAMPLES, CLIP_SECONDS, SAMPLE_RATE, ClipContractError, check_clips
-from corpus.layout import (
-    ClipRecord,
-    CorpusError,
-    clip_path,
-    corpus_langs,
-    read_metadata,
-    read_splits,
-    read_word_counts,
-    write_metadata,
-    write_splits,
-)
-from corpus.speakers import read_speakers, read_voices, write_speakers
-from corpus.words import is_keyword_like, normalize_word, number_words
+from __future__ import annotations
 
-__all__ = [
-    "CLIP_SAMPLES",
-    "CLIP_SECONDS",
-    "OPUS_SAMPLE_RATE",
-    "SAMPLE_RATE",
-    "ClipContractError",
-    "ClipError",
-    "ClipRecord",
-    "CorpusError",
-    "check_clips",
-    "clip_path",
-    "corpus_langs",
-    "decode_audio",
-    "encode_opus",
-    "is_keyword_like",
-    "load_clip",
-    "normalize_clip",
-    "normalize_word",
-    "number_words",
-    "read_metadata",
-    "read_speakers",
-    "read_splits",
-    "read_voices",
-    "read_word_counts",
-    "write_metadata",
-    "write_opus",
-    "write_speakers",
-    "write_splits",
-]
+import importlib
+
+_HOMES = {
+    "corpus.audio": ("OPUS_SAMPLE_RATE", "ClipError", "decode_audio", "encode_opus", "load_clip",
+                     "normalize_clip", "write_opus"),
+    "corpus.clip": ("CLIP_SAMPLES", "CLIP_SECONDS", "SAMPLE_RATE", "ClipContractError", "check_clips"),
+    "corpus.layout": ("ClipRecord", "CorpusError", "clip_path", "corpus_langs", "read_metadata", "read_splits",
+                      "read_word_counts", "write_metadata", "write_splits"),
+    "corpus.speakers": ("read_speakers", "read_voices", "write_speakers"),
+    "corpus.words": ("is_keyword_like", "normalize_word", "number_words"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_HOME_OF)
+
+
+def __getattr__(name: str):
+    if name in _HOME_OF:
+        value = getattr(importlib.import_module(_HOME_OF[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'corpus' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.clip import CLIP_SAMPLES, SAMPLE_RATE
 from protos.errors import EnvironmentProblem, InputError
 
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
 TRIM_DB = 40.0
 
 # Never downloaded, trained, tuned or measured on (independent verification).

@@ -40,6 +40,7 @@ from dataset_builder.protocol import (
     design_experiment,
     split_counts,
 )
+from protos.clip_format import SAMPLE_RATE
 
 if TYPE_CHECKING:  # pragma: no cover
     from dataset_builder.sources import ClipSource
@@ -161,7 +162,7 @@ def dataset_metadata(experiment: Experiment, source, backend, role: str):
         backend=backend.name,
         embedding_dim=int(backend.dim),
         model_id=backend.identity,
-        sample_rate=16000,
+        sample_rate=SAMPLE_RATE,
         role=role,
         params=dict(sorted(params.items())),
     )

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.clip import SAMPLE_RATE
+from protos.errors import EnvironmentProblem
+
 DIM = 2048
-SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 24000  # 1.5 s
 FRAME = 400  # 25 ms
 HOP = 160  # 10 ms
@@ -37,7 +39,7 @@ MODEL_FILES = {
 }
 
 
-class EfficientWordNetMissing(RuntimeError):
+class EfficientWordNetMissing(EnvironmentProblem):
     """The efficientword-net wheel or onnxruntime is not installed."""
 
 

@@ -40,10 +40,11 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from corpus.audio import SAMPLE_RATE, ClipError, decode_audio
+from corpus.audio import ClipError, decode_audio
+from corpus.clip import CLIP_SAMPLES, SAMPLE_RATE
 from protos.errors import EnvironmentProblem, InputError
 
-WINDOW = 16000
+WINDOW = CLIP_SAMPLES
 """Samples per analysis window: one second at 16 kHz (one clip)."""
 
 HEAD_KINDS = ("dataperf", "linear")
@@ -53,17 +54,13 @@ HEAD_KINDS = ("dataperf", "linear")
 
 
 def _dataperf_parts():
-    """DataPerf's classifier factory, seeds and train.npz reader.
+    """DataPerf's classifier factory, seeds and train.npz reader (owned by ``protos``).
 
-    Their owner moves from ``eval`` into TensorFlow-free ``protos`` modules; this is the
-    one place the spotter looks them up, newest home first.
+    ``eval`` is above ``embedding_model`` in the package order, so no fallback to it.
     """
-    try:  # pragma: no cover - depends on which home is on the branch
-        from protos.dataperf import DATAPERF_SEEDS, make_classifier
-        from protos.train_file import TrainFileError, load_train_file
-    except ImportError:
-        from eval.scoring import DATAPERF_SEEDS, make_classifier
-        from eval.train_file import TrainFileError, load_train_file
+    from protos.dataperf import DATAPERF_SEEDS, make_classifier
+    from protos.train_file import TrainFileError, load_train_file
+
     return DATAPERF_SEEDS, make_classifier, TrainFileError, load_train_file
 
 

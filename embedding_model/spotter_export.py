@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.clip import CLIP_SAMPLES
 from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_cli
 
-WINDOW = 16000
+WINDOW = CLIP_SAMPLES
 PROG = "python -m embedding_model.spotter_export"
 
 

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus.clip import CLIP_SAMPLES
 from protos.errors import EXIT_STATUS_HELP, InputError, run_cli
 
-CLIP_SAMPLES = 16000
 HOP_SAMPLES = 8000
 
 
