@@ -84,12 +84,13 @@ class BeamOptions:
     """How the Beam build runs (never what it builds).
 
     Attributes:
-        runner: Beam runner name (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...).
+        runner: Beam runner name (DirectRunner, DaskRunner, DataflowRunner, FlinkRunner, SparkRunner, ...).
         pipeline_args: further Beam pipeline options, passed through unchanged.
         batch_size: clips per embedding call.
         shards: shards per output file (1: plain samples.pb / eval.pb).
         strict: a bad clip fails the build (after the pipeline, before any output appears).
-        workers: DirectRunner only, when ``pipeline_args`` do not choose: worker processes.
+        workers: DirectRunner and DaskRunner's LocalCluster, when ``pipeline_args`` do not
+            choose: worker processes.
     """
 
     runner: str = "DirectRunner"
@@ -104,6 +105,12 @@ def pipeline_flags(options: BeamOptions) -> list[str]:
     """Beam flags: the runner, the user's options, and the DirectRunner's worker processes."""
     flags = ["--runner", options.runner, *options.pipeline_args]
     given = " ".join(options.pipeline_args)
+    if options.runner in ("DaskRunner", "dask"):
+        # Beam's own Dask runner cannot run this pipeline; ours fills its gaps (dask_runner).
+        flags[1] = "dataset_builder.dask_runner.DaskRunner"
+    if flags[1] == "dataset_builder.dask_runner.DaskRunner" and "dask_local_workers" not in given:
+        # Without a scheduler address, a LocalCluster of --workers processes (at most the cores).
+        flags.append(f"--dask_local_workers={options.workers}")
     if options.runner in ("DirectRunner", "direct"):
         if "direct_num_workers" not in given and "direct_running_mode" not in given and options.workers >= 2:
             # As the local build uses --workers decoding processes, so does the DirectRunner.

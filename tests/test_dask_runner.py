@@ -20,12 +20,24 @@ WORDS = ["año", "sí", "no", *[f"w{i}" for i in range(5)]]
 PROTOCOL = ["--known-words", "2", "--unknown-words", "2", "--clips-per-word", "6",
             "--min-word-clips", "10", "--min-target-train", "6", "--min-target-eval", "2"]
 RUNNER = ["--runner", dask_runner.RUNNER_PATH]
+#: What a user types: build-dataset maps the name to this project's runner.
+CLI_RUNNER = ["--runner", "DaskRunner"]
 
 
-def _children() -> set[int]:
+def _children() -> set[str]:
+    """This process's descendants, but multiprocessing's resource tracker (one per
+    process, started by the first spawn, alive until exit)."""
     import psutil
 
-    return {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()}
+    found = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        if "resource_tracker" not in command and p.status() != psutil.STATUS_ZOMBIE:
+            found.add(f"{p.pid} {command}")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +100,9 @@ def test_dask_build_writes_the_single_machine_files_byte_for_byte(tmp_path):
     corpus = make_tone_corpus(tmp_path / "corpus", LANG, WORDS, 12, n_train=8, n_dev=2, n_speakers=3, seed=1)
     assert _build(_argv(corpus, tmp_path / "local", "--workers", "0")) == 0
     before = _children()
-    # No scheduler given: the runner starts a 2-process LocalCluster and must shut it down.
-    assert _build(_argv(corpus, tmp_path / "dask", *RUNNER, "--dask_local_workers=2",
-                        "--batch-size", "5")) == 0
+    # No scheduler given: the runner starts a LocalCluster of --workers processes and
+    # must shut it down.
+    assert _build(_argv(corpus, tmp_path / "dask", *CLI_RUNNER, "--workers", "2", "--batch-size", "5")) == 0
     for name in ("samples.pb", "eval.pb"):
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text(encoding="utf-8"))
@@ -98,6 +110,8 @@ def test_dask_build_writes_the_single_machine_files_byte_for_byte(tmp_path):
     assert manifest["skipped"]["by_reason"] == local["skipped"]["by_reason"] == {
         "empty": 1, "missing": 1, "unreadable": 1}
     assert manifest["files"] == local["files"]
+    assert manifest["run"]["runner"] == "DaskRunner"
+    assert "--dask_local_workers=2" in manifest["run"]["pipeline_options"]
     assert sorted(p.name for p in (tmp_path / "dask").iterdir()) == ["eval.pb", "manifest.json", "samples.pb"]
     assert _children() <= before, "the LocalCluster's processes outlived the build"
 
@@ -110,7 +124,7 @@ def test_a_worker_failure_is_one_line_and_leaves_no_cluster(tmp_path, capsys):
                         "--backend", "test-bands-drifting"))
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("build-dataset: the Beam pipeline failed on "), err
+    assert err[-1].startswith("build-dataset: ") and "the Beam pipeline failed on " in err[-1], err
     assert "ship the same model to the workers" in err[-1]
     assert not (tmp_path / "out" / "samples.pb").exists()
     assert _children() <= before
