@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,21 @@ class _WriteEach(_beam.DoFn):
             element = (element[0], list(element[1]))
         with open(os.path.join(self.out, f"{self.prefix}-{uuid.uuid4().hex}"), "w") as f:
             json.dump(element, f)
+
+
+def test_the_runner_name_maps_to_this_projects_runner_with_the_workers_flag():
+    from dataset_builder.beam_pipeline import DASK_RUNNER, BeamOptions, pipeline_flags
+
+    assert DASK_RUNNER == dask_runner.RUNNER_PATH
+    assert pipeline_flags(BeamOptions(runner="DaskRunner", workers=3)) == [
+        "--runner", DASK_RUNNER, "--dask_local_workers=3"]
+    given = pipeline_flags(BeamOptions(runner="DaskRunner", pipeline_args=("--dask_local_workers=1",)))
+    assert given == ["--runner", DASK_RUNNER, "--dask_local_workers=1"]
+
+
+def test_without_dask_installed_the_runner_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # "import distributed" raises ImportError
+    code = _build(_argv(tmp_path / "no-corpus", tmp_path / "out", *CLI_RUNNER))
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'dataperf-speech[dask]'" in err[0], err
