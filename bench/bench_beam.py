@@ -1,26 +1,28 @@
-"""The Beam build (DirectRunner, 2 worker processes) against the single-process build.
+"""The Beam build on the DirectRunner and on Dask (2 worker processes each) against the local build.
 
     python bench/bench_beam.py --corpus /work/data/bench-corpus --json bench-beam.json
 
-Both builds run the same experiment on the same corpus (by default 5 keywords +
+All builds run the same experiment on the same corpus (by default 5 keywords +
 44 known + 44 unknown nontarget words of 54 clips: 5,027 clips from the
 166-word x 55-clip synthesized Spanish corpus), each as a fresh process, as a
 user would run them:
 
 - single machine: ``build-dataset ... --workers 2`` (2 decoding processes + the
   embedding in the main process);
-- Beam: ``build-dataset ... --runner DirectRunner --direct_running_mode=multi_processing
-  --direct_num_workers=2``.
+- DirectRunner: ``build-dataset ... --runner DirectRunner --direct_running_mode=multi_processing
+  --direct_num_workers=2``;
+- Dask: ``build-dataset ... --runner DaskRunner --workers 2`` (a dask.distributed
+  LocalCluster of 2 worker processes: a real scheduler, as on a cluster).
 
-Reported per build: wall time (process start to exit, so model loading and, for
-Beam, worker start-up are included), clips/s over that wall time, the pipeline's
-own clips/s from manifest.json, CPU time of the whole process tree per clip
-(load-independent, unlike wall time), and the peak resident memory of the whole
-process tree (sampled every 0.1 s from /proc, summed over the launcher and its
-workers). Then whether the two builds wrote identical samples.pb / eval.pb, and the cost
-arithmetic for the full MSWC corpus from the Beam build's CPU time per clip: with
-start-up included, and marginal (the Beam build is run a second time on a few
-words; the CPU difference over the clip difference is the cost of a clip alone).
+Reported per build: wall time (process start to exit, so model loading and worker
+start-up are included), clips/s over that wall time, the pipeline's own clips/s
+from manifest.json, CPU time of the whole process tree per clip (load-independent,
+unlike wall time), and the peak resident memory of the whole process tree and of
+its largest process (sampled every 0.1 s from /proc). Then whether each Beam build
+wrote samples.pb / eval.pb identical to the local build's, and the cost arithmetic
+for the full MSWC corpus from each runner's CPU time per clip: with start-up
+included, and marginal (each Beam build is run a second time on a few words; the
+CPU difference over the clip difference is the cost of a clip alone).
 
 Numbers depend on the machine's load: the script records ``uptime`` before and after.
 """
@@ -46,8 +48,9 @@ MSWC_CLIPS = 23_400_000
 KEYWORDS = "que,los,por,del,las"
 
 
-def _tree_rss_bytes(root_pid: int) -> int:
-    """Resident memory of ``root_pid`` and all its descendants, in bytes (Linux /proc)."""
+def _tree_rss_bytes(root_pid: int) -> tuple[int, int, int]:
+    """Resident memory of ``root_pid`` and all its descendants, in bytes (Linux /proc):
+    ``(sum, largest single process, number of processes)``."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -62,17 +65,20 @@ def _tree_rss_bytes(root_pid: int) -> int:
             continue
         children.setdefault(ppid, []).append(int(entry))
         rss[int(entry)] = resident * page
-    total, stack = 0, [root_pid]
+    total, largest, count, stack = 0, 0, 0, [root_pid]
     while stack:
         pid = stack.pop()
         total += rss.get(pid, 0)
+        largest = max(largest, rss.get(pid, 0))
+        count += 1
         stack.extend(children.get(pid, []))
-    return total
+    return total, largest, count
 
 
 def run_measured(command: list[str], log: Path) -> dict:
-    """Run ``command``; wall seconds, CPU seconds of the whole process tree, exit code, peak RSS."""
-    peak = 0
+    """Run ``command``; wall seconds, CPU seconds of the whole process tree, exit code, peak RSS
+    (of the tree, and of its largest process: a worker or the launcher)."""
+    peak = peak_single = processes = 0
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with open(log, "wb") as out:
@@ -80,9 +86,10 @@ def run_measured(command: list[str], log: Path) -> dict:
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, peak_single, processes
             while not done.is_set():
-                peak = max(peak, _tree_rss_bytes(proc.pid))
+                total, single, count = _tree_rss_bytes(proc.pid)
+                peak, peak_single, processes = max(peak, total), max(peak_single, single), max(processes, count)
                 done.wait(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -95,7 +102,8 @@ def run_measured(command: list[str], log: Path) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"exit_code": code, "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
-            "peak_rss_mib": round(peak / 2**20, 1)}
+            "peak_rss_mib": round(peak / 2**20, 1), "peak_rss_largest_process_mib": round(peak_single / 2**20, 1),
+            "processes": processes}
 
 
 def uptime() -> str:
@@ -137,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="mswc model directory (holds mswc_embedding.keras); default: the shipped model")
     parser.add_argument("--workers", type=int, default=2, help="processes for both builds")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--runners", default="direct,dask",
+                        help="Beam runners to measure: direct (DirectRunner, multi_processing), "
+                             "dask (DaskRunner on a LocalCluster of --workers processes)")
     parser.add_argument("--out", default=None, help="where the builds write (default: a temporary directory)")
     parser.add_argument("--json", default=None, help="write the results here too")
     parser.add_argument("--vcpu-hour-usd", type=float, default=0.056,
@@ -155,24 +166,33 @@ def main(argv: list[str] | None = None) -> int:
         base += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     common = [*base, "--known-words", str(args.known_words), "--unknown-words", str(args.unknown_words)]
     small = [*base, "--known-words", str(args.small_words), "--unknown-words", str(args.small_words)]
-    beam_flags = ["--runner", "DirectRunner", "--direct_running_mode=multi_processing",
-                  f"--direct_num_workers={args.workers}"]
+    runner_flags = {
+        "direct": ["--runner", "DirectRunner", "--direct_running_mode=multi_processing",
+                   f"--direct_num_workers={args.workers}"],
+        # No scheduler address: build-dataset starts a LocalCluster of --workers processes.
+        "dask": ["--runner", "DaskRunner", "--workers", str(args.workers)],
+    }
+    chosen = [r.strip() for r in args.runners.split(",") if r.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-beam-") as tmp:
         out = Path(args.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
         load_before = uptime()
-        local = run_measured([python, "-m", "dataset_builder.cli", *common, "--out", str(out / "local"),
-                              "--workers", str(args.workers)], out / "local.log")
-        beam = run_measured([python, "-m", "dataset_builder.cli", *common, "--out", str(out / "beam"),
-                             *beam_flags], out / "beam.log")
-        # The same build on a few words: the difference in CPU time is the cost of the
-        # extra clips alone, without start-up (imports, model loading, worker launch).
-        beam_small = run_measured([python, "-m", "dataset_builder.cli", *small,
-                                   "--out", str(out / "beam-small"), *beam_flags], out / "beam-small.log")
+        runs = {"single_machine": ("local", run_measured(
+            [python, "-m", "dataset_builder.cli", *common, "--out", str(out / "local"), "--workers", str(args.workers)],
+            out / "local.log"))}
+        for runner in chosen:
+            flags = runner_flags[runner]
+            runs[f"{runner}_{args.workers}_workers"] = (runner, run_measured(
+                [python, "-m", "dataset_builder.cli", *common, "--out", str(out / runner), *flags],
+                out / f"{runner}.log"))
+            # The same build on a few words: the difference in CPU time is the cost of the
+            # extra clips alone, without start-up (imports, model loading, worker launch).
+            runs[f"{runner}_small_run"] = (f"{runner}-small", run_measured(
+                [python, "-m", "dataset_builder.cli", *small, "--out", str(out / f"{runner}-small"), *flags],
+                out / f"{runner}-small.log"))
         load_after = uptime()
         results = {"load_before": load_before, "load_after": load_after, "cores": os.cpu_count()}
-        for name, measured, folder in (("single_machine", local, "local"), ("beam_direct_2_workers", beam, "beam"),
-                                       ("beam_small_run", beam_small, "beam-small")):
+        for name, (folder, measured) in runs.items():
             manifest_path = out / folder / "manifest.json"
             if measured["exit_code"] != 0 or not manifest_path.is_file():
                 log = (out / f"{folder}.log").read_text(errors="replace")
@@ -184,30 +204,31 @@ def main(argv: list[str] | None = None) -> int:
                 "clips": clips,
                 "clips_per_second_end_to_end": round(clips / measured["wall_seconds"], 1),
                 "cpu_ms_per_clip": round(1000 * measured["cpu_seconds"] / clips, 2),
-                "clips_per_second_pipeline": manifest["timings"]["clips_per_second"],
+                "clips_per_second_pipeline": manifest["timings"].get("clips_per_second"),
                 "skipped": manifest["skipped"]["total"],
                 "backend": manifest["backend"],
             })
             results[name] = measured
-        results["identical_files"] = {
-            name: (out / "local" / name).read_bytes() == (out / "beam" / name).read_bytes()
-            for name in ("samples.pb", "eval.pb")}
-        # CPU time per clip does not depend on the machine's load (wall time does):
-        # it is the basis of the estimate, as if every vCPU were kept busy.
-        big, little = results["beam_direct_2_workers"], results["beam_small_run"]
-        marginal_ms = 1000 * (big["cpu_seconds"] - little["cpu_seconds"]) / (big["clips"] - little["clips"])
-        results["beam_marginal_cpu_ms_per_clip"] = round(marginal_ms, 2)
         assumptions = {"clips": MSWC_CLIPS, "vcpu_hour_usd": args.vcpu_hour_usd,
                        "gb_hour_usd": args.gb_hour_usd, "gb_per_vcpu": args.gb_per_vcpu}
-        results["full_mswc_estimate"] = {
-            "assumptions": assumptions,
-            "marginal": {"basis": "Beam CPU time per extra clip (start-up excluded)",
-                         **cost_estimate(1000 / marginal_ms, 1, args.vcpu_hour_usd, args.gb_hour_usd,
-                                         args.gb_per_vcpu)},
-            "with_startup": {"basis": f"Beam CPU time per clip of the {big['clips']}-clip run",
-                             **cost_estimate(1000 / big["cpu_ms_per_clip"], 1, args.vcpu_hour_usd,
-                                             args.gb_hour_usd, args.gb_per_vcpu)},
-        }
+        results["full_mswc_estimate"] = {"assumptions": assumptions}
+        for runner in chosen:
+            results[f"{runner}_identical_files"] = {
+                name: (out / "local" / name).read_bytes() == (out / runner / name).read_bytes()
+                for name in ("samples.pb", "eval.pb")}
+            # CPU time per clip does not depend on the machine's load (wall time does):
+            # it is the basis of the estimate, as if every vCPU were kept busy.
+            big, little = results[f"{runner}_{args.workers}_workers"], results[f"{runner}_small_run"]
+            marginal_ms = 1000 * (big["cpu_seconds"] - little["cpu_seconds"]) / (big["clips"] - little["clips"])
+            results[f"{runner}_marginal_cpu_ms_per_clip"] = round(marginal_ms, 2)
+            results["full_mswc_estimate"][runner] = {
+                "marginal": {"basis": f"{runner}: CPU time per extra clip (start-up excluded)",
+                             **cost_estimate(1000 / marginal_ms, 1, args.vcpu_hour_usd, args.gb_hour_usd,
+                                             args.gb_per_vcpu)},
+                "with_startup": {"basis": f"{runner}: CPU time per clip of the {big['clips']}-clip run",
+                                 **cost_estimate(1000 / big["cpu_ms_per_clip"], 1, args.vcpu_hour_usd,
+                                                 args.gb_hour_usd, args.gb_per_vcpu)},
+            }
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

@@ -54,6 +54,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from dataset_builder.beam_io import (
+    BeamUnavailable,
     RemoteMswcDirectory,
     RemoteOutput,
     import_beam,
@@ -83,12 +84,13 @@ class BeamOptions:
     """How the Beam build runs (never what it builds).
 
     Attributes:
-        runner: Beam runner name (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...).
+        runner: Beam runner name (DirectRunner, DaskRunner, DataflowRunner, FlinkRunner, SparkRunner, ...).
         pipeline_args: further Beam pipeline options, passed through unchanged.
         batch_size: clips per embedding call.
         shards: shards per output file (1: plain samples.pb / eval.pb).
         strict: a bad clip fails the build (after the pipeline, before any output appears).
-        workers: DirectRunner only, when ``pipeline_args`` do not choose: worker processes.
+        workers: DirectRunner and DaskRunner's LocalCluster, when ``pipeline_args`` do not
+            choose: worker processes.
     """
 
     runner: str = "DirectRunner"
@@ -99,10 +101,20 @@ class BeamOptions:
     workers: int = 2
 
 
+#: The class behind ``--runner DaskRunner`` (importing it needs dask.distributed).
+DASK_RUNNER = "dataset_builder.dask_runner.DaskRunner"
+
+
 def pipeline_flags(options: BeamOptions) -> list[str]:
     """Beam flags: the runner, the user's options, and the DirectRunner's worker processes."""
     flags = ["--runner", options.runner, *options.pipeline_args]
     given = " ".join(options.pipeline_args)
+    if options.runner in ("DaskRunner", "dask"):
+        # Beam's own Dask runner cannot run this pipeline; ours fills its gaps (dask_runner).
+        flags[1] = DASK_RUNNER
+    if flags[1] == DASK_RUNNER and "dask_local_workers" not in given:
+        # Without a scheduler address, a LocalCluster of --workers processes (at most the cores).
+        flags.append(f"--dask_local_workers={options.workers}")
     if options.runner in ("DirectRunner", "direct"):
         if "direct_num_workers" not in given and "direct_running_mode" not in given and options.workers >= 2:
             # As the local build uses --workers decoding processes, so does the DirectRunner.
@@ -224,6 +236,12 @@ class BeamRunner(Runner):
 
     def check(self, args: argparse.Namespace) -> None:
         import_beam()
+        if pipeline_flags(self.options)[1] == DASK_RUNNER:
+            try:
+                import distributed  # noqa: F401
+            except ImportError:
+                raise BeamUnavailable("--runner DaskRunner needs dask.distributed, which is not installed: "
+                                      "pip install 'dataperf-speech[dask]'") from None
         self._check_shards()
         set_filesystem_options(self.options.pipeline_args)
 

@@ -2,30 +2,27 @@
 
 :func:`dataset_builder.launcher.launch` drives it (:class:`LocalRunner`); it
 chains the pure stages of :mod:`dataset_builder.stages`. Decoding (the costly
-part for Opus) runs in worker processes while the main process embeds large
-batches. The decode tasks in flight are capped (two embedding batches' worth,
-at least three per worker), so memory stays bounded whatever the corpus size (the embeddings of the chosen clips, which the
-output files hold anyway, are the only thing that grows). Results are consumed in
-submission order, so batches, and therefore the output bytes, are the same on
-every run.
+part for Opus) runs in worker processes that write the decoded clips into
+shared memory, one embedding batch at a time, while the main process embeds the
+previous batch in place (:mod:`dataset_builder.decode_pool`). Three batches are
+in flight at most, so memory stays bounded whatever the corpus size (the
+embeddings of the chosen clips, which the output files hold anyway, are the only
+thing that grows). Batches are embedded in clip order, so the output bytes are
+the same on every run.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import dataclasses
 import hashlib
-import itertools
-import multiprocessing
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from dataset_builder.clitools import ignore_sigint, sigint_held
 from dataset_builder.errors import BuildError
 from dataset_builder.launcher import (
     Job,
@@ -38,7 +35,8 @@ from dataset_builder.launcher import (
 )
 from dataset_builder.outputs import ROLES
 from dataset_builder.protocol import ChosenClip, Experiment
-from dataset_builder.stages import DecodedBatch, assemble, decode_batch, embed_batch
+from dataset_builder.decode_pool import decode_in_batches
+from dataset_builder.stages import assemble, embed_batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +53,7 @@ class RunOptions:
 
     workers: int = 2
     batch_size: int = 256
-    chunk_size: int = 32
+    chunk_size: int = 64
     strict: bool = False
     progress: bool = False
 
@@ -83,14 +81,12 @@ class EmbedResult:
     notes: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
 
 
-def _chunked(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
 def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOptions = RunOptions()) -> EmbedResult:
     """Decode and embed ``clips`` from ``source``.
+
+    Decoding workers write each batch of ``options.batch_size`` clips into shared
+    memory (:mod:`dataset_builder.decode_pool`); this process embeds the batches in
+    place, in order, while the workers decode the next ones.
 
     Args:
         source: a :class:`dataset_builder.sources.ClipSource`.
@@ -104,7 +100,7 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
     Raises:
         BuildError: with ``options.strict``, the first clip that cannot be used.
     """
-    from corpus.audio import CLIP_SAMPLES
+    from tqdm import tqdm
 
     start = time.perf_counter()
     n = len(clips)
@@ -112,74 +108,33 @@ def embed_clips(source, clips: Sequence[ChosenClip], backend, options: RunOption
     ok = np.zeros(n, dtype=bool)
     failures: list[tuple[int, str, str]] = []
     notes: list[tuple[int, str, str]] = []
-    buffer = np.empty((options.batch_size, CLIP_SAMPLES), dtype=np.float32)
-    buffer_index = np.empty(options.batch_size, dtype=np.int64)
-    fill = 0
-    decode_seconds = 0.0
-    embed_seconds = 0.0
-
-    from tqdm import tqdm
-
+    seconds = {"decode": 0.0, "embed": 0.0}
     bar = tqdm(total=n, desc="clips", unit="clip", disable=not options.progress, smoothing=0.05)
 
-    def flush() -> None:
-        nonlocal fill, embed_seconds
-        if fill:
-            t = time.perf_counter()
-            embeddings[buffer_index[:fill]] = embed_batch(backend, buffer[:fill])
-            embed_seconds += time.perf_counter() - t
-            ok[buffer_index[:fill]] = True
-            bar.update(fill)
-            fill = 0
-
-    def consume(batch: DecodedBatch) -> None:
-        nonlocal fill, decode_seconds
-        decode_seconds += batch.seconds
-        notes.extend(batch.notes)
-        if batch.failures:
+    def on_batch(indices: np.ndarray, batch: np.ndarray, batch_failures: list, batch_notes: list,
+                 decode_seconds: float) -> None:
+        seconds["decode"] += decode_seconds
+        notes.extend(batch_notes)
+        if batch_failures:
             if options.strict:
-                index, reason, detail = batch.failures[0]
+                index, reason, detail = min(batch_failures)  # the first in clip order
                 raise strict_failure(clips[index].link, reason, detail)
-            failures.extend(batch.failures)
-            bar.update(len(batch.failures))
-        done = 0
-        while done < len(batch.indices):
-            take = min(options.batch_size - fill, len(batch.indices) - done)
-            buffer[fill : fill + take] = batch.clips[done : done + take]
-            buffer_index[fill : fill + take] = batch.indices[done : done + take]
-            fill += take
-            done += take
-            if fill == options.batch_size:
-                flush()
+            failures.extend(batch_failures)
+        if len(indices):
+            t = time.perf_counter()
+            embeddings[indices] = embed_batch(backend, batch)
+            seconds["embed"] += time.perf_counter() - t
+            ok[indices] = True
+        bar.update(len(indices) + len(batch_failures))
 
-    jobs = _chunked(source.iter_audio(clips), options.chunk_size)
     try:
-        if options.workers <= 0:
-            for chunk in jobs:
-                consume(decode_batch(chunk))
-        else:
-            # "spawn": the main process may already hold TensorFlow's threads,
-            # which a fork would copy in an undefined state.
-            context = multiprocessing.get_context("spawn")
-            with sigint_held():
-                pool = context.Pool(options.workers, initializer=ignore_sigint)
-            with pool:
-                in_flight: collections.deque = collections.deque()
-                # Enough queued work to keep every worker busy while the main
-                # process embeds a batch, and no more: memory stays bounded.
-                limit = max(3 * options.workers, -(-2 * options.batch_size // options.chunk_size))
-                for chunk in jobs:
-                    in_flight.append(pool.apply_async(decode_batch, (chunk,)))
-                    while in_flight and (len(in_flight) >= limit or in_flight[0].ready()):
-                        consume(in_flight.popleft().get())
-                while in_flight:
-                    consume(in_flight.popleft().get())
-        flush()
+        decode_in_batches(source.iter_audio(clips), options.workers, options.batch_size, options.chunk_size,
+                          on_batch)
     finally:
         bar.close()
     failures.sort()
     notes.sort()
-    return EmbedResult(embeddings, ok, failures, decode_seconds, embed_seconds,
+    return EmbedResult(embeddings, ok, failures, seconds["decode"], seconds["embed"],
                        time.perf_counter() - start, notes)
 
 

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "With --runner, the build runs as a Beam pipeline; options build-dataset does not know "
         "(--project, --region, --temp_location, --direct_num_workers, ...) are passed to Beam.")
     beam.add_argument("--runner", metavar="NAME",
-                      help="Beam runner: DirectRunner (local), DataflowRunner, FlinkRunner, SparkRunner, ...")
+                      help="Beam runner: DirectRunner (local), DaskRunner (a dask.distributed cluster: --dask_client_address HOST:PORT, else a local one of --workers processes), DataflowRunner, FlinkRunner, SparkRunner, ...")
     beam.add_argument("--shards", type=int, default=1, metavar="N",
                       help="with --runner: write samples.pb and eval.pb as N shards each "
                            "(samples-00000-of-0000N.pb ...), read back as one dataset")

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import threading
 import uuid
@@ -304,10 +305,14 @@ def _connect(options):
     if client_kwargs.get("address") or client_kwargs.get("scheduler_file"):
         return Client(**client_kwargs), None
     workers = local_worker_count(options.view_as(LocalClusterOptions).dask_local_workers)
-    import logging
-
+    # The scheduler and the nannies of a local cluster live in this process and log
+    # every start, connection and shutdown; a failure reaches the user as the
+    # pipeline's one-line error anyway.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+                           dashboard_address=":0", silence_logs=logging.CRITICAL,
+                           # Import Beam on the workers as the launcher does (quietly), before any task.
+                           preload=[__name__])
     try:
         return Client(cluster, **{k: v for k, v in client_kwargs.items() if k != "address"}), cluster
     except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,24 @@ WORDS = ["año", "sí", "no", *[f"w{i}" for i in range(5)]]
 PROTOCOL = ["--known-words", "2", "--unknown-words", "2", "--clips-per-word", "6",
             "--min-word-clips", "10", "--min-target-train", "6", "--min-target-eval", "2"]
 RUNNER = ["--runner", dask_runner.RUNNER_PATH]
+#: What a user types: build-dataset maps the name to this project's runner.
+CLI_RUNNER = ["--runner", "DaskRunner"]
 
 
-def _children() -> set[int]:
+def _children() -> set[str]:
+    """This process's descendants, but multiprocessing's resource tracker (one per
+    process, started by the first spawn, alive until exit)."""
     import psutil
 
-    return {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()}
+    found = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        if "resource_tracker" not in command and p.status() != psutil.STATUS_ZOMBIE:
+            found.add(f"{p.pid} {command}")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +101,9 @@ def test_dask_build_writes_the_single_machine_files_byte_for_byte(tmp_path):
     corpus = make_tone_corpus(tmp_path / "corpus", LANG, WORDS, 12, n_train=8, n_dev=2, n_speakers=3, seed=1)
     assert _build(_argv(corpus, tmp_path / "local", "--workers", "0")) == 0
     before = _children()
-    # No scheduler given: the runner starts a 2-process LocalCluster and must shut it down.
-    assert _build(_argv(corpus, tmp_path / "dask", *RUNNER, "--dask_local_workers=2",
-                        "--batch-size", "5")) == 0
+    # No scheduler given: the runner starts a LocalCluster of --workers processes and
+    # must shut it down.
+    assert _build(_argv(corpus, tmp_path / "dask", *CLI_RUNNER, "--workers", "2", "--batch-size", "5")) == 0
     for name in ("samples.pb", "eval.pb"):
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text(encoding="utf-8"))
@@ -98,6 +111,8 @@ def test_dask_build_writes_the_single_machine_files_byte_for_byte(tmp_path):
     assert manifest["skipped"]["by_reason"] == local["skipped"]["by_reason"] == {
         "empty": 1, "missing": 1, "unreadable": 1}
     assert manifest["files"] == local["files"]
+    assert manifest["run"]["runner"] == "DaskRunner"
+    assert "--dask_local_workers=2" in manifest["run"]["pipeline_options"]
     assert sorted(p.name for p in (tmp_path / "dask").iterdir()) == ["eval.pb", "manifest.json", "samples.pb"]
     assert _children() <= before, "the LocalCluster's processes outlived the build"
 
@@ -110,7 +125,7 @@ def test_a_worker_failure_is_one_line_and_leaves_no_cluster(tmp_path, capsys):
                         "--backend", "test-bands-drifting"))
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("build-dataset: the Beam pipeline failed on "), err
+    assert err[-1].startswith("build-dataset: ") and "the Beam pipeline failed on " in err[-1], err
     assert "ship the same model to the workers" in err[-1]
     assert not (tmp_path / "out" / "samples.pb").exists()
     assert _children() <= before
@@ -163,3 +178,21 @@ class _WriteEach(_beam.DoFn):
             element = (element[0], list(element[1]))
         with open(os.path.join(self.out, f"{self.prefix}-{uuid.uuid4().hex}"), "w") as f:
             json.dump(element, f)
+
+
+def test_the_runner_name_maps_to_this_projects_runner_with_the_workers_flag():
+    from dataset_builder.beam_pipeline import DASK_RUNNER, BeamOptions, pipeline_flags
+
+    assert DASK_RUNNER == dask_runner.RUNNER_PATH
+    assert pipeline_flags(BeamOptions(runner="DaskRunner", workers=3)) == [
+        "--runner", DASK_RUNNER, "--dask_local_workers=3"]
+    given = pipeline_flags(BeamOptions(runner="DaskRunner", pipeline_args=("--dask_local_workers=1",)))
+    assert given == ["--runner", DASK_RUNNER, "--dask_local_workers=1"]
+
+
+def test_without_dask_installed_the_runner_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # "import distributed" raises ImportError
+    code = _build(_argv(tmp_path / "no-corpus", tmp_path / "out", *CLI_RUNNER))
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'dataperf-speech[dask]'" in err[0], err
