@@ -159,6 +159,80 @@ def load_windows(out: Path) -> np.ndarray:
     return np.load(path).astype(np.float32) / 32767.0
 
 
+class _OwwTeacher:
+    """openWakeWord's embedder with the ``dim`` that :func:`embedding_model.ewn.compute_targets` reads."""
+
+    def __init__(self, teacher: str):
+        from embedding_model.oww import DIM, OpenWakeWordEmbedder
+
+        context, step = teacher.split(":")
+        self._emb = OpenWakeWordEmbedder(context=context, window_step=int(step), threads=1)
+        self.dim = DIM
+        self.identity = self._emb.identity
+
+    def embed(self, clips: np.ndarray) -> np.ndarray:
+        return self._emb.embed(clips)
+
+
+def distillation_set(out: Path, views: int = 4, seed: int = 0, rirs=None, teacher: str | None = "centered2s:16",
+                     ewn: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
+    """Training input for distillation-only rows: augmented log-mel views and teacher targets.
+
+    View 0 is the window at a random level, the others pass through the same seeded
+    channel augmentation as the corpus cache (:class:`embedding_model.augment.ChannelAugmenter`),
+    seeded by (seed, window row, view). Features are cached in ``out`` per (views, seed,
+    rooms); teacher targets per teacher (:func:`embedding_model.ewn.compute_targets`).
+
+    Args:
+        out: a directory written by :func:`build`.
+        views: views per window.
+        seed: augmentation seed.
+        rirs: room impulse responses (:func:`embedding_model.augment.make_rir_bank`); None or [] disables rooms.
+        teacher: openWakeWord's ``"context:window_step"`` (as ``train-embedding --teacher``), or None.
+        ewn: also EfficientWord-Net's targets (``python -m embedding_model.ewn --windows OUT``
+            computes them ahead, resumably).
+
+    Returns:
+        {"features": [N, views, 49, 40] float16, "oww": [N, 96] float32 (if teacher),
+        "ewn": [N, 2048] float16 (if ewn)}.
+    """
+    from embedding_model.augment import ChannelAugmenter
+    from embedding_model.frontend import log_mel_numpy
+    from protos.atomic import atomic_write
+
+    out = Path(out)
+    windows = load_windows(out)
+    rirs = list(rirs or [])
+    rooms = hashlib.sha256(b"".join(np.asarray(r, np.float32).tobytes() for r in rirs)).hexdigest()[:8]
+    path = out / f"features-v{views}-s{seed}-r{rooms}.npy"
+    result: dict[str, np.ndarray] = {}
+    if path.is_file():
+        result["features"] = np.load(path)
+    else:
+        augmenter = ChannelAugmenter(rirs=rirs, babble=None)
+        feats = np.empty((len(windows), views, 49, 40), np.float16)
+        for i, clip in enumerate(windows):
+            rng = np.random.default_rng([seed, i])
+            per = [np.clip(clip * 10 ** (rng.uniform(-20.0, 3.0) / 20), -1, 1).astype(np.float32)]
+            per += [augmenter(clip, rng) for _ in range(views - 1)]
+            feats[i] = log_mel_numpy(np.stack(per)).astype(np.float16)
+        with atomic_write(path, "wb") as f:
+            np.save(f, feats)
+        result["features"] = feats
+    keys = [str(i) for i in range(len(windows))]
+    if teacher:
+        from embedding_model.ewn import compute_targets
+
+        name = "oww-" + teacher.replace(":", "-")
+        result["oww"] = compute_targets(keys, lambda k: windows[int(k)], out, _OwwTeacher(teacher),
+                                        progress=progress, name=name).astype(np.float32)
+    if ewn:
+        from embedding_model.ewn import compute_targets
+
+        result["ewn"] = compute_targets(keys, lambda k: windows[int(k)], out, progress=progress)
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m embedding_model.unlabelled",

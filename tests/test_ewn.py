@@ -108,3 +108,15 @@ def test_targets_are_cached_resumed_and_recomputed_when_the_teacher_changes(tmp_
     other = _CountingTeacher("t2")
     compute_targets(keys, load, tmp_path, other, chunk=4, progress=False)
     assert other.seen == 9
+
+
+def test_corpus_targets_follow_the_splits_order(tiny_corpus, tmp_path):
+    from corpus.layout import read_splits
+    from embedding_model.ewn import corpus_targets
+
+    teacher = _CountingTeacher()
+    out = corpus_targets(tiny_corpus, "es", tmp_path, teacher, progress=False)
+    links = [r.link for r in read_splits(tiny_corpus, "es")]
+    assert out.shape == (len(links), 4) and teacher.seen == len(links)
+    assert (tmp_path / "es" / "links.txt").read_text().split() == links
+    assert np.any(out != 0, axis=1).all()  # every clip decoded and embedded

@@ -83,3 +83,25 @@ def test_build_writes_windows_index_and_manifest(fake_sources, tmp_path):
 def test_load_windows_says_how_to_make_them(tmp_path):
     with pytest.raises(Exception, match="embedding_model.unlabelled"):
         load_windows(tmp_path)
+
+
+def test_distillation_set_gives_views_and_teacher_targets_and_caches_them(fake_sources, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from embedding_model.oww import OpenWakeWordMissing
+    from embedding_model.unlabelled import distillation_set
+
+    cache, _ = fake_sources
+    out = tmp_path / "out"
+    unlabelled.main(["--out", str(out), "--cache-dir", str(cache), "--no-progress"])
+    try:
+        first = distillation_set(out, views=3, seed=1, teacher="bare:8", progress=False)
+    except OpenWakeWordMissing:
+        pytest.skip("openwakeword extra not installed")
+    feats, oww = first["features"], first["oww"]
+    assert feats.shape == (4, 3, 49, 40) and feats.dtype == np.float16
+    assert oww.shape == (4, 96) and np.all(np.any(oww != 0, axis=1))
+    assert not np.array_equal(feats[0, 0], feats[0, 1])  # views differ
+    again = distillation_set(out, views=3, seed=1, teacher="bare:8", progress=False)
+    assert np.array_equal(again["features"], feats) and np.array_equal(again["oww"], oww)
+    other = distillation_set(out, views=3, seed=2, teacher=None, progress=False)
+    assert "oww" not in other and not np.array_equal(other["features"], feats)
