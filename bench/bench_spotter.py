@@ -301,7 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     p.add_argument("--png", type=Path)
+    p.add_argument("--from-json", type=Path, metavar="PATH",
+                   help="only print the table and draw the PNG of an earlier run's --json")
     args = p.parse_args(argv)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        _summary(results)
+        if args.png:
+            _plot(results, args.png)
+        return 0
 
     began = time.perf_counter()
     material = make_material(args, args.workdir)
@@ -405,15 +413,19 @@ def _plot(results: dict, path: Path) -> None:
                                                 ("crossval", "dataperf"), ("random-0", "dataperf")}]
     colours = plt.get_cmap("tab10")
     for i, c in enumerate(shown):
+        # The operating envelope: the best recall at each false-accept rate or below
+        # (what recall_at reports). Very low thresholds merge neighbouring events into
+        # one detection, so raw (threshold, recall) points are not monotone.
         fa = np.asarray(c["curve"]["fa_per_hour"])
         recall = np.asarray(c["curve"]["recall"])
-        order = np.lexsort((recall, fa))
-        ax.plot(np.maximum(fa[order], 0.1), recall[order], "-" if c["backend"] == "mswc" else "--",
-                marker=".", ms=3, color=colours(i % 10),
+        order = np.lexsort((-recall, fa))
+        fa, recall = fa[order], np.maximum.accumulate(recall[order])
+        ax.step(np.maximum(fa, 0.1), recall, "-" if c["backend"] == "mswc" else "--",
+                where="post", color=colours(i % 10),
                 label=f"{c['backend']} / {c['selection']} / {c['head']}")
     ax.set_xscale("log")
     ax.set_xlabel("false accepts per hour (0 drawn at 0.1)")
-    ax.set_ylabel("recall")
+    ax.set_ylabel("recall (best at this rate or below)")
     ax.axvline(0.5, color="grey", lw=0.5)
     ax.axvline(1.0, color="grey", lw=0.5)
     ax.set_title(f"spotter DET, {results['audio_minutes']:.0f} min synthetic speech, "
