@@ -22,9 +22,10 @@ same detections.
 
 Heads (both fitted on exactly the train.npz rows):
 
-- ``dataperf``: DataPerf's scoring classifier (soft vote of ``SVC(probability=True)``
-  and ``LogisticRegression``), one per DataPerf seed, posteriors averaged over the
-  seeds (eval scores each seed's classifier; the spotter uses them all at once).
+- ``dataperf``: DataPerf's scoring classifier (``protos.dataperf``: soft vote of
+  ``SVC(probability=True)`` and ``LogisticRegression``), one per DataPerf seed, fitted
+  on the rows in file order as eval fits them, posteriors averaged over the seeds
+  (eval scores each seed's classifier; the spotter uses them all at once).
 - ``linear``: a small head, multinomial logistic regression with balanced class
   weights on length-normalised embeddings; one matrix and a softmax, so it exports
   to any runtime.
@@ -42,7 +43,9 @@ import numpy as np
 
 from corpus.audio import ClipError, decode_audio
 from corpus.clip import CLIP_SAMPLES, SAMPLE_RATE
+from protos.dataperf import DATAPERF_SEEDS, fit_classifier
 from protos.errors import EnvironmentProblem, InputError
+from protos.train_file import TrainSet, load_train_file
 
 WINDOW = CLIP_SAMPLES
 """Samples per analysis window: one second at 16 kHz (one clip)."""
@@ -53,29 +56,15 @@ HEAD_KINDS = ("dataperf", "linear")
 # ---------------------------------------------------------------- the training set
 
 
-def _dataperf_parts():
-    """DataPerf's classifier factory, seeds and train.npz reader (owned by ``protos``).
-
-    ``eval`` is above ``embedding_model`` in the package order, so no fallback to it.
-    """
-    from protos.dataperf import DATAPERF_SEEDS, make_classifier
-    from protos.train_file import TrainFileError, load_train_file
-
-    return DATAPERF_SEEDS, make_classifier, TrainFileError, load_train_file
-
-
 def dataperf_seeds() -> tuple[int, ...]:
     """The seeds of DataPerf's scoring protocol."""
-    return tuple(_dataperf_parts()[0])
+    return tuple(DATAPERF_SEEDS)
 
 
-def load_train_set(path):
-    """Read a train.npz (a ``TrainSet``); a bad file is an :class:`InputError`."""
-    _, _, train_file_error, load_train_file = _dataperf_parts()
-    try:
-        return load_train_file(path)
-    except train_file_error as exc:
-        raise InputError(str(exc)) from None
+def load_train_set(path) -> TrainSet:
+    """Read a train.npz (:func:`protos.train_file.load_train_file`; a bad file is an
+    :class:`~protos.errors.InputError` with one line)."""
+    return load_train_file(path)
 
 
 def train_label_names(train) -> list[str]:
@@ -129,21 +118,18 @@ class DataPerfHead:
         self.n_classes = 0
 
     def fit(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> "DataPerfHead":
-        """x [M, D] float32, y [M] int class ids < n_classes."""
+        """x [M, D] float32, y [M] int class ids < n_classes; rows in the given order, as
+        eval trains (SVC's probability calibration depends on row order)."""
         import warnings
 
-        _, make_classifier, _, _ = _dataperf_parts()
         self.n_classes = int(n_classes)
         self.models = []
         for seed in self.seeds:
-            model = make_classifier(seed)
             with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*`probability` parameter was deprecated",
-                                        category=FutureWarning)
                 # lbfgs stopping at DataPerf's max_iter is part of the protocol: keep it quiet.
                 warnings.filterwarnings("ignore", message=".*failed to converge")
-                model.fit(np.asarray(x, np.float32), np.asarray(y, np.int64))
-            self.models.append(model)
+                self.models.append(fit_classifier(seed, np.asarray(x, np.float32),
+                                                  np.asarray(y, np.int64)))
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
