@@ -140,6 +140,7 @@ def test_accented_word_in_path(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["común.opus"]  # no temporary left behind
 
 
+@pytest.mark.needs_system("libopus0")
 def test_encode_opus_is_deterministic_and_exact_length():
     rng = np.random.default_rng(0)
     y = (tone(1.0, 48000, 220.0) + 0.01 * rng.standard_normal(48000)).astype(np.float32)
@@ -189,6 +190,7 @@ def test_ogg_crc_matches_libsndfile_pages():
         set_stream_serial(raw[:-5], 1)
 
 
+@pytest.mark.needs_system("libopus0")
 def test_libopus_is_used_when_present():
     # The fast path is what the synthesizer's throughput depends on.
     assert _opus.libopus() is not None
@@ -218,6 +220,7 @@ def with_output_gain(opus: bytes, gain_q8: int) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.needs_system("libopus0")
 def test_native_opus_decode_matches_libsndfile_path(tmp_path):
     opus = encode_opus(speechlike(1.0))
     reference = normalize_clip(*decode_audio(opus))  # libsndfile at 48 kHz + soxr
@@ -233,6 +236,7 @@ def test_native_opus_decode_matches_libsndfile_path(tmp_path):
         np.testing.assert_array_equal(load_clip(source), native)
 
 
+@pytest.mark.needs_system("libopus0")
 def test_native_opus_trims_pre_skip_and_end():
     y = speechlike(0.3)
     opus = encode_opus(y)
@@ -248,6 +252,7 @@ def test_native_opus_trims_pre_skip_and_end():
     assert decode_ogg_opus(encode_opus(speechlike(0.3, sr=16000), sr=16000), SAMPLE_RATE).shape == (4800,)
 
 
+@pytest.mark.needs_system("libopus0")
 def test_native_opus_mixes_stereo_to_mono():
     left, right = tone(1.0, 48000, 440.0, 0.6), tone(1.0, 48000, 440.0, 0.2)
     buf = io.BytesIO()
@@ -259,6 +264,7 @@ def test_native_opus_mixes_stereo_to_mono():
     assert np.corrcoef(native, reference)[0, 1] > 0.99
 
 
+@pytest.mark.needs_system("libopus0")
 def test_native_opus_applies_output_gain():
     opus = encode_opus(tone(1.0, 48000, 440.0, 0.2))
     plain = load_clip(opus)
@@ -266,6 +272,7 @@ def test_native_opus_applies_output_gain():
     np.testing.assert_allclose(louder, plain * 10 ** (6 / 20), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.needs_system("libopus0")
 def test_truncated_or_damaged_opus_is_unreadable():
     opus = encode_opus(speechlike(1.0))
     with pytest.raises(NativeDecodeError):

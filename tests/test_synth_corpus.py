@@ -20,6 +20,9 @@ from dataset_builder.synth.cli import main
 from tests.fixtures_corpus import TINY_CLIPS_PER_WORD, TINY_WORDS
 
 
+# Every test here synthesizes with espeak-ng (or checks its error messages, which name it).
+pytestmark = pytest.mark.needs_system("espeak-ng")
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))

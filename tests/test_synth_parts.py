@@ -37,6 +37,7 @@ def test_number_words_are_single_words_of_the_language():
     assert len(words) == len(set(words))
 
 
+@pytest.mark.needs_system("espeak-ng")
 def test_voices_cover_every_espeak_variant_and_other_engines():
     es = engines.voices_for("es")
     assert {v.family for v in es} >= {"espeak-ng:es", "espeak-ng:es-419"}
@@ -47,11 +48,11 @@ def test_voices_cover_every_espeak_variant_and_other_engines():
         assert any(v.engine == engines.FLITE for v in engines.voices_for("en"))
 
 
-@pytest.mark.skipif(not engines.have(engines.FESTIVAL), reason="festival not installed")
+@pytest.mark.needs_system("festival", "festvox-itapc16k")
 def test_festival_italian_gets_latin1_text():
     italian = [v for v in engines.voices_for("it") if v.engine == engines.FESTIVAL]
     if not italian:
-        pytest.skip("no Italian festival voice installed")
+        pytest.fail("festvox-itapc16k is installed but festival offers no Italian voice")
     out = engines.synth_festival(italian[0], ["città", "però"], 1.0)
     assert set(out) == {"città", "però"}
     for y, sr in out.values():
@@ -60,6 +61,7 @@ def test_festival_italian_gets_latin1_text():
     assert not english.can_say("año") and english.can_say("year")
 
 
+@pytest.mark.needs_system("espeak-ng")
 def test_speakers_share_out_families_and_splits():
     voices = engines.voices_for("en")
     speakers = make_speakers("en", voices, 60, seed=1)
@@ -83,6 +85,7 @@ def test_trim_silence_keeps_the_word():
     assert 4000 <= len(trimmed) <= 4000 + 2 * 441 + 2 * 220 and np.max(trimmed) == 0.5
 
 
+@pytest.mark.needs_system("espeak-ng")
 def test_channel_adds_noise_and_keeps_loudness():
     word = (0.5 * np.sin(2 * np.pi * 300 * np.arange(SR // 2) / SR)).astype(np.float32)
     speakers = make_speakers("es", engines.voices_for("es"), 10, seed=5)
@@ -104,13 +107,13 @@ def test_noise_types_are_unit_rms(kind):
     assert y.shape == (SR,) and np.sqrt(np.mean(y.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-3)
 
 
-@pytest.mark.skipif(not engines.have(engines.FESTIVAL), reason="festival not installed")
+@pytest.mark.needs_system("festival", "festvox-kallpc16k")
 def test_festival_word_does_not_depend_on_the_words_before_it():
     # The Czech voices draw random prosody: without reseeding, a resumed run (other
     # words in the same festival process) would render a different clip.
     voices = [v for v in engines.voices_for("cs") + engines.voices_for("en") if v.engine == engines.FESTIVAL]
     if not voices:
-        pytest.skip("no festival voice installed")
+        pytest.fail("festvox-kallpc16k is installed but festival offers no English voice")
     voice = voices[0]
     words = ["dobrý", "den", "příliš"] if voice.encoding != "ascii" else ["good", "day", "people"]
     together = engines.synth_festival(voice, words, 1.1)
@@ -118,12 +121,12 @@ def test_festival_word_does_not_depend_on_the_words_before_it():
     assert np.array_equal(together[words[-1]][0], alone[words[-1]][0])
 
 
-@pytest.mark.skipif(not engines.have(engines.FESTIVAL), reason="festival not installed")
+@pytest.mark.needs_system("festival", "festvox-itapc16k")
 def test_festival_crash_on_one_word_does_not_lose_the_others():
     # festival 2.5's pc_diphone segfaults on "fra" at this stretch; the words after it
     # must still come out (from a second process).
     voice = next((v for v in engines.voices_for("it") if v.name == "pc_diphone"), None)
     if voice is None:
-        pytest.skip("festival pc_diphone not installed")
+        pytest.fail("festvox-itapc16k is installed but festival offers no pc_diphone voice")
     out = engines.synth_festival(voice, ["casa", "fra", "mano"], 1.152)
     assert {"casa", "mano"} <= set(out)
