@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dataset_builder"
 
 #: Bottom first: a module may import only modules listed before it.
 ORDER = [
-    "errors", "clitools", "system_check", "protocol", "fetch", "archive", "sources", "stages",
+    "errors", "clitools", "system_check", "protocol", "fetch", "archive", "sources", "stages", "decode_pool",
     "outputs", "launcher", "build", "beam_io", "beam_plan", "beam_transforms", "beam_pipeline", "dask_runner",
     "cli",
     "alignments", "extract",
