@@ -139,6 +139,10 @@ def _csv_list(text: str | None) -> tuple[str, ...] | None:
     return tuple(x for x in text.split(",") if x)
 
 
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+"""Every flag's default is its field's: declared once, in :class:`TrainConfig`."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -150,60 +154,66 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--corpus", required=True, type=Path,
                    help="MSWC-layout corpus root ({lang}_splits.csv, {lang}/clips/...)")
     g.add_argument("--langs", default=None, help="comma-separated languages (default: all in the corpus)")
-    g.add_argument("--words-per-lang", type=int, default=300,
-                   help="N most frequent words per language considered as classes (default: 300)")
+    g.add_argument("--words-per-lang", type=int, default=_DEFAULTS["words_per_lang"],
+                   help="N most frequent words per language considered as classes (default: %(default)s)")
     g.add_argument("--holdout-langs", default=None,
                    help="comma-separated languages never trained on (default: --n-holdout-langs at random)")
-    g.add_argument("--n-holdout-langs", type=int, default=3,
-                   help="languages held out at random if --holdout-langs is not given (default: 3)")
-    g.add_argument("--holdout-word-frac", type=float, default=0.1,
-                   help="fraction of the frequent words held out; number words always are (default: 0.1)")
-    g.add_argument("--holdout-engines", default="flite",
-                   help="comma-separated TTS engines whose voices are all held out, '' for none (default: flite)")
-    g.add_argument("--holdout-voice-frac", type=float, default=0.1,
-                   help="fraction of the other voices held out (default: 0.1)")
-    g.add_argument("--min-clips", type=int, default=8, help="valid clips a word needs to be a class (default: 8)")
+    g.add_argument("--n-holdout-langs", type=int, default=_DEFAULTS["n_holdout_langs"],
+                   help="languages held out at random if --holdout-langs is not given (default: %(default)s)")
+    g.add_argument("--holdout-word-frac", type=float, default=_DEFAULTS["holdout_word_frac"],
+                   help="fraction of the frequent words held out; number words always are (default: %(default)s)")
+    g.add_argument("--holdout-engines", default=",".join(_DEFAULTS["holdout_engines"]),
+                   help="comma-separated TTS engines whose voices are all held out, '' for none (default: %(default)s)")
+    g.add_argument("--holdout-voice-frac", type=float, default=_DEFAULTS["holdout_voice_frac"],
+                   help="fraction of the other voices held out (default: %(default)s)")
+    g.add_argument("--min-clips", type=int, default=_DEFAULTS["min_clips"],
+                   help="valid clips a word needs to be a class (default: %(default)s)")
     g = p.add_argument_group("run and cache")
     g.add_argument("--run-dir", required=True, type=Path, help="where plan, checkpoints, curves and exports go")
     g.add_argument("--cache-dir", type=Path, default=None,
                    help="feature cache, shared between runs (default: RUN_DIR/cache)")
-    g.add_argument("--views", type=int, default=4,
-                   help="log-mel views cached per clip, view 0 clean, the others augmented (default: 4)")
-    g.add_argument("--teacher", default="centered2s:16",
+    g.add_argument("--views", type=int, default=_DEFAULTS["views"],
+                   help="log-mel views cached per clip, view 0 clean, the others augmented (default: %(default)s)")
+    g.add_argument("--teacher", default=_DEFAULTS["teacher"],
                    help="openWakeWord teacher 'context:window_step' (context centered2s or bare), "
-                   "or 'none' (default: centered2s:16)")
-    g.add_argument("--workers", type=int, default=2, help="processes for the cache (default: 2)")
+                   "or 'none' (default: %(default)s)")
+    g.add_argument("--workers", type=int, default=_DEFAULTS["workers"],
+                   help="processes for the cache (default: %(default)s)")
     g.add_argument("--cache-only", action="store_true", help="build the plan and cache, then stop")
     g.add_argument("--export-only", action="store_true",
                    help="export (and with --ship-to, ship) RUN_DIR's latest checkpoint without training; "
                    "safe while the run is training")
     g = p.add_argument_group("model and training")
-    g.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="base", help="backbone size (default: base)")
-    g.add_argument("--embedding", choices=EMBEDDINGS, default="ln",
-                   help="embedding layer: linear+LayerNorm (ln) or Dense+BN+ReLU (relu) (default: ln)")
-    g.add_argument("--epochs", type=int, default=40,
-                   help="epochs; the learning-rate schedule spans them all (default: 40)")
-    g.add_argument("--batch-size", type=int, default=256,
+    g.add_argument("--model-size", choices=sorted(MODEL_SIZES), default=_DEFAULTS["model_size"],
+                   help="backbone size (default: %(default)s)")
+    g.add_argument("--embedding", choices=EMBEDDINGS, default=_DEFAULTS["embedding"],
+                   help="embedding layer: linear+LayerNorm (ln) or Dense+BN+ReLU (relu) (default: %(default)s)")
+    g.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"],
+                   help="epochs; the learning-rate schedule spans them all (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"],
                    help="clips per training step; lowered to the number of training clips "
-                   "when there are fewer (default: 256)")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, Adam with cosine decay (default: 0.003)")
-    g.add_argument("--margin", type=float, default=0.2,
-                   help="AM-softmax additive margin, 0 for a plain cosine softmax (default: 0.2)")
-    g.add_argument("--scale", type=float, default=30.0, help="AM-softmax scale (default: 30)")
-    g.add_argument("--label-smoothing", type=float, default=0.1,
-                   help="label smoothing of the class targets, 0 for none (default: 0.1)")
-    g.add_argument("--distill-weight", type=float, default=1.0,
-                   help="weight of the teacher-regression loss, 0 disables it (default: 1)")
-    g.add_argument("--head-dim", type=int, default=128, help="rank of the class head (default: 128)")
-    g.add_argument("--specaugment", type=int, default=1, choices=[0, 1],
-                   help="1: SpecAugment masks on the fly, 0: none (default: 1)")
+                   "when there are fewer (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
+                   help="peak learning rate, Adam with cosine decay (default: %(default)s)")
+    g.add_argument("--margin", type=float, default=_DEFAULTS["margin"],
+                   help="AM-softmax additive margin, 0 for a plain cosine softmax (default: %(default)s)")
+    g.add_argument("--scale", type=float, default=_DEFAULTS["scale"], help="AM-softmax scale (default: %(default)s)")
+    g.add_argument("--label-smoothing", type=float, default=_DEFAULTS["label_smoothing"],
+                   help="label smoothing of the class targets, 0 for none (default: %(default)s)")
+    g.add_argument("--distill-weight", type=float, default=_DEFAULTS["distill_weight"],
+                   help="weight of the teacher-regression loss, 0 disables it (default: %(default)s)")
+    g.add_argument("--head-dim", type=int, default=_DEFAULTS["head_dim"],
+                   help="rank of the class head (default: %(default)s)")
+    g.add_argument("--specaugment", type=int, default=int(_DEFAULTS["specaugment"]), choices=[0, 1],
+                   help="1: SpecAugment masks on the fly, 0: none (default: %(default)s)")
     g.add_argument("--clean-only", action="store_true",
                    help="train on the clean view only (ablation: no channel augmentation)")
-    g.add_argument("--seed", type=int, default=0,
-                   help="seed of the plan's samples, the augmentation and the training order (default: 0)")
+    g.add_argument("--seed", type=int, default=_DEFAULTS["seed"],
+                   help="seed of the plan's samples, the augmentation and the training order (default: %(default)s)")
     g.add_argument("--max-minutes", type=float, default=None,
                    help="stop (with a checkpoint) after this many minutes; rerun to resume (default: no limit)")
-    g.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (default: 5)")
+    g.add_argument("--checkpoint-minutes", type=float, default=_DEFAULTS["checkpoint_minutes"],
+                   help="minutes between checkpoints (default: %(default)s)")
     g.add_argument("--resume-from", type=Path, default=None,
                    help="start from this checkpoint directory (e.g. models/checkpoint) if RUN_DIR has none")
     g.add_argument("--ship-to", type=Path, default=None,

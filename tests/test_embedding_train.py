@@ -207,6 +207,9 @@ def test_config_is_frozen_and_parsed_once(tmp_path):
     assert config.cache_root == tmp_path / "run" / "cache"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.batch_size = 2
+    # The flags' defaults are the dataclass's: parsing no option gives the default config.
+    bare = parse_config(["--corpus", str(tmp_path), "--run-dir", str(tmp_path / "run")])
+    assert bare == TrainConfig(corpus=tmp_path, run_dir=tmp_path / "run")
 
 
 def test_bf16_roundtrip_keeps_three_significant_digits():
