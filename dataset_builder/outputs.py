@@ -145,16 +145,28 @@ def _exchange(a: str, b: str) -> bool:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (delivered when the block ends) in the main thread."""
+    """Defer SIGINT and SIGTERM until the block ends (main thread only).
+
+    Python handlers, not a signal mask: whichever thread the kernel hands the
+    signal to (TensorFlow keeps many), Python runs its handler in the main thread,
+    and here that handler only takes note.
+    """
+    pending: list[int] = []
     try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    except (ValueError, OSError, AttributeError):
+        old = {sig: signal.signal(sig, lambda number, frame: pending.append(number))
+               for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: nothing to hold
         yield
         return
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if signal.SIGTERM in pending:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if signal.SIGINT in pending:
+            raise KeyboardInterrupt
 
 
 class LocalOutput:

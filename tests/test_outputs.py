@@ -181,3 +181,23 @@ def test_an_out_in_a_directory_the_build_may_not_write_is_staged_inside_and_publ
     # Neither --out nor its parent writable: refused.
     with pytest.raises(outputs.BuildEnvironmentError, match="cannot write in"):
         LocalOutput(tmp_path / "new").check()
+
+
+def test_ctrl_c_during_a_publish_is_answered_after_it(tmp_path, monkeypatch):
+    import signal
+
+    out = tmp_path / "out"
+    publish(out, {"samples.pb": b"old", "eval.pb": b"old"})
+    real = LocalOutput._carry_over
+
+    def carry_over_then_ctrl_c(self, old):
+        os.kill(os.getpid(), signal.SIGINT)  # in the middle of the publish
+        return real(self, old)
+
+    monkeypatch.setattr(LocalOutput, "_carry_over", carry_over_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        publish(out, {"samples.pb": b"new", "eval.pb": b"new"})
+    assert (out / "samples.pb").read_bytes() == b"new"  # the publish finished first
+    verify_dataset(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
