@@ -29,7 +29,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterator, Mapping
+from typing import BinaryIO, Callable, Iterator, Mapping
 
 from dataset_builder.errors import BuildError, UnsafeArchiveError
 from dataset_builder.fetch import open_stream
@@ -208,11 +208,30 @@ def read_splits_archive(location: str | os.PathLike, lang: str, *, sha256: str |
         return layout.read_splits(Path(tmp), lang)
 
 
+class _Counted(io.RawIOBase):
+    """A stream that reports how many bytes were read from it (progress of a long read)."""
+
+    def __init__(self, stream: BinaryIO, on_bytes: Callable[[int], object]):
+        self.stream = stream
+        self.on_bytes = on_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[:len(data)] = data
+        if data:
+            self.on_bytes(len(data))
+        return len(data)
+
+
 def iter_archive_clips(
     location: str | os.PathLike,
     wanted: Mapping[str, int],
     *,
     sha256: str | None = None,
+    on_bytes: Callable[[int], object] | None = None,
     **remote_options,
 ) -> Iterator[tuple[int, bytes | None]]:
     """Stream an MSWC audio archive once, yielding the clips in ``wanted``.
@@ -222,6 +241,8 @@ def iter_archive_clips(
         wanted: link -> index of the clip in the experiment.
         sha256: expected checksum of the archive, verified at its end. The archive
             is always read to its end (see the module docstring).
+        on_bytes: called with the number of (compressed) bytes read, as they are
+            read: progress through the archive, also after the last wanted clip.
 
     Yields:
         ``(index, encoded clip bytes)`` in archive order, then ``(index, None)``
@@ -229,7 +250,8 @@ def iter_archive_clips(
     """
     found: set[str] = set()
     with open_stream(location, sha256=sha256, **remote_options) as stream:
-        for path, tar, member in iter_files(stream, str(location)):
+        counted = stream if on_bytes is None else io.BufferedReader(_Counted(stream, on_bytes))
+        for path, tar, member in iter_files(counted, str(location)):
             link = link_of(path)
             if link is None or link not in wanted or link in found:
                 continue

@@ -21,9 +21,10 @@ previous set when ``--out`` is missing and moves your entries across when they
 were left behind. Ctrl-C (SIGINT) and SIGTERM are held back during the few
 renames of a publish.
 
-When ``--out`` is the working directory (or contains it) or a mount point, the
-directory cannot be swapped: the staged files are then renamed into it one by
-one and manifest.json last (each file atomic, the set not; the manifest's
+When ``--out`` is the working directory (or contains it), a mount point, or sits
+in a directory the build may not write (then the staging directory and the lock
+are kept inside ``--out``), the directory cannot be swapped: the staged files
+are renamed into it one by one and manifest.json last (each file atomic, the set not; the manifest's
 checksums tell a reader whether the files belong together: :func:`verify_dataset`).
 
 A lock file beside ``--out`` (``.NAME.lock``, held with ``flock``) refuses a
@@ -51,6 +52,8 @@ from typing import Any, Iterable, Iterator, Mapping
 from dataset_builder.errors import BuildEnvironmentError, BuildError
 
 MANIFEST_NAME = "manifest.json"
+#: Names of the staging directory and lock kept inside ``--out`` when its parent is not writable.
+INSIDE_PREFIX = ".build-dataset-"
 #: ``(role, file name)`` of the two datasets, in writing order.
 ROLES = (("samples", "samples.pb"), ("eval", "eval.pb"))
 #: Vector size assumed by the free-space estimate, which runs before a model is loaded.
@@ -142,16 +145,28 @@ def _exchange(a: str, b: str) -> bool:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (delivered when the block ends) in the main thread."""
+    """Defer SIGINT and SIGTERM until the block ends (main thread only).
+
+    Python handlers, not a signal mask: whichever thread the kernel hands the
+    signal to (TensorFlow keeps many), Python runs its handler in the main thread,
+    and here that handler only takes note.
+    """
+    pending: list[int] = []
     try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    except (ValueError, OSError, AttributeError):
+        old = {sig: signal.signal(sig, lambda number, frame: pending.append(number))
+               for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: nothing to hold
         yield
         return
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if signal.SIGTERM in pending:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if signal.SIGINT in pending:
+            raise KeyboardInterrupt
 
 
 class LocalOutput:
@@ -176,6 +191,7 @@ class LocalOutput:
         self.lock_path = os.path.join(self.parent, f".{self.name}.lock")
         self.journal_path = os.path.join(self.parent, f".{self.name}.publish")
         self._lock_fd: int | None = None
+        self.inside = False  # staged inside --out (see _stage_inside)
         # Set once the new set is in place: from then on, what is left beside --out
         # (the previous set, the user's entries in it) is the recovery's to sort out.
         self._swapped = False
@@ -195,13 +211,25 @@ class LocalOutput:
         base = _existing_ancestor(self.parent)
         if not os.path.isdir(base):
             raise BuildError(f"--out {self.given}: {base} is a file, not a directory")
-        for where in (base, *([self.location] if os.path.isdir(self.location) else [])):
-            self._probe(where)
+        if os.path.isdir(self.location):
+            self._probe(self.location)
+        try:
+            self._probe(base)
+        except BuildEnvironmentError:
+            if not os.path.isdir(self.location):
+                raise
+            self._stage_inside()  # --out is writable, the directory around it is not
         free = shutil.disk_usage(base).free
         if needed_bytes and free < needed_bytes:
             raise BuildEnvironmentError(
                 f"--out {self.given}: the build needs about {_mb(needed_bytes)}, "
                 f"{_mb(free)} are free on {base}: free space or choose another location")
+
+    def _stage_inside(self) -> None:
+        """Stage and lock inside ``--out`` (its parent is not writable): published in place."""
+        self.inside = True
+        self.staging = os.path.join(self.location, f"{INSIDE_PREFIX}staging-{self.token}")
+        self.lock_path = os.path.join(self.location, f"{INSIDE_PREFIX}lock")
 
     def _probe(self, directory: str) -> None:
         probe = os.path.join(directory, f".build-dataset-probe-{self.token}")
@@ -279,6 +307,11 @@ class LocalOutput:
                 if os.path.isdir(leftover) and os.path.realpath(leftover) != self.location:
                     shutil.rmtree(leftover, ignore_errors=True)
             os.unlink(self.journal_path)
+        if self.inside:
+            for entry in os.listdir(self.location):
+                if entry.startswith(INSIDE_PREFIX + "staging-"):
+                    shutil.rmtree(os.path.join(self.location, entry), ignore_errors=True)
+            return
         # Staging directories of builds that died before publishing.
         for entry in os.listdir(self.parent):
             if entry.startswith(prefix + "staging-") or entry.startswith(prefix + "old-"):
@@ -296,9 +329,10 @@ class LocalOutput:
             os.chmod(self.staging, os.stat(self.location).st_mode & 0o7777)
 
     def _in_place(self) -> bool:
-        """True when ``--out`` cannot be swapped: it holds the working directory, or is a mount point."""
+        """True when ``--out`` cannot be swapped: it holds the working directory, is a mount
+        point, or its parent is not writable."""
         cwd = os.path.realpath(os.getcwd())
-        return (cwd == self.location or cwd.startswith(self.location + os.sep)
+        return (self.inside or cwd == self.location or cwd.startswith(self.location + os.sep)
                 or os.path.ismount(self.location))
 
     def publish(self, staged: Mapping[str, str], manifest_text: str) -> None:

@@ -138,4 +138,16 @@ class MswcArchive:
     def iter_audio(self, clips: Sequence[ChosenClip]) -> Iterator[tuple[int, bytes | None]]:
         location, sha256 = self._local(self.audio, self.audio_sha256, "audio")
         wanted = {clip.link: index for index, clip in enumerate(clips)}
-        return iter_archive_clips(location, wanted, sha256=sha256, **self.remote_options)
+        if not self.progress:
+            return iter_archive_clips(location, wanted, sha256=sha256, **self.remote_options)
+        return self._with_progress(location, wanted, sha256)
+
+    def _with_progress(self, location: str, wanted: dict, sha256: str | None):
+        # A byte bar over the whole archive: it is read to its end, long after the
+        # last chosen clip when that comes early.
+        from tqdm import tqdm
+
+        total = os.path.getsize(location) if not is_url(location) else None
+        with tqdm(total=total, desc="archive", unit="B", unit_scale=True, leave=False, position=1) as bar:
+            yield from iter_archive_clips(location, wanted, sha256=sha256, on_bytes=bar.update,
+                                          **self.remote_options)

@@ -155,3 +155,20 @@ def test_damage_after_the_last_wanted_clip_still_stops_the_build(tmp_path):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_the_whole_archive_is_read_and_its_progress_shown(tmp_path, capsys):
+    from dataset_builder.sources import MswcArchive
+
+    members = [(f"es/clips/w/{i}.opus", bytes([i]) * 600) for i in range(30)]
+    path = _write(tmp_path / "a.tar.gz", pack(members, mode="w:gz"))
+    seen = []
+    got = dict(iter_archive_clips(path, {"w/0.opus": 0}, on_bytes=seen.append))
+    assert got == {0: bytes([0]) * 600}
+    assert sum(seen) == path.stat().st_size  # to the last byte, though the clip came first
+    source = MswcArchive(str(path), str(path), "es", progress=True)
+    from dataset_builder.protocol import NONTARGET, ChosenClip
+
+    clips = [ChosenClip("w/1.opus", "w", "TRAIN", "", NONTARGET)]
+    assert list(source.iter_audio(clips)) == [(0, bytes([1]) * 600)]
+    assert "archive" in capsys.readouterr().err

@@ -382,3 +382,18 @@ def test_workers_started_while_sigint_is_held_never_see_it():
     assert handler == signal.SIG_IGN
     assert signal.getsignal(signal.SIGINT) is before
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_over_http_the_whole_archive_is_checked_too(archives, tmp_path, capsys):
+    from tests.test_archive_fetch import serve
+
+    files = {"/audio/es.tar.gz": archives["late-link"].read_bytes(),
+             "/splits/es.tar.gz": archives["splits"].read_bytes()}
+    out = tmp_path / "out"
+    with serve(files) as server:
+        code = cli.main(["--lang", LANG, "--audio-archive", server.url("/audio/es.tar.gz"),
+                         "--splits-archive", server.url("/splits/es.tar.gz"), "--out", str(out),
+                         "--backend", "test-bands", "--keyword", "año", "--keyword", "sí", "--quiet",
+                         "--workers", "0", *PROTOCOL])
+    assert_one_error_line(code, capsys.readouterr().err, 1, "refusing unsafe member 'es/clips/zz/link.opus'")
+    assert not out.exists() and leftovers(out) == []

@@ -157,3 +157,47 @@ def test_check_refuses_a_file_a_file_parent_and_a_missing_estimate(tmp_path):
         LocalOutput(tmp_path / "new").check(needed_bytes=1 << 62)
     LocalOutput(tmp_path / "new" / "deeper").check(needed_bytes=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # checking writes nothing
+
+
+def test_an_out_in_a_directory_the_build_may_not_write_is_staged_inside_and_published_in_place(
+        tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    publish(out, {"samples-00000-of-00001.pb": b"1", "eval.pb": b"1"})
+    (out / "train.npz").write_bytes(b"mine")
+    real = LocalOutput._probe
+
+    def probe(self, directory):  # the parent refuses writes (root cannot be refused by chmod)
+        if directory == str(tmp_path):
+            raise outputs.BuildEnvironmentError(f"cannot write in {directory}")
+        return real(self, directory)
+
+    monkeypatch.setattr(LocalOutput, "_probe", probe)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    output = publish(out, {"samples.pb": b"2", "eval.pb": b"2"})
+    assert output.inside and output.staging.startswith(str(out) + os.sep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before == ["out"]
+    assert sorted(contents(out)) == ["eval.pb", "manifest.json", "samples.pb", "train.npz"]
+    verify_dataset(out)
+    # Neither --out nor its parent writable: refused.
+    with pytest.raises(outputs.BuildEnvironmentError, match="cannot write in"):
+        LocalOutput(tmp_path / "new").check()
+
+
+def test_ctrl_c_during_a_publish_is_answered_after_it(tmp_path, monkeypatch):
+    import signal
+
+    out = tmp_path / "out"
+    publish(out, {"samples.pb": b"old", "eval.pb": b"old"})
+    real = LocalOutput._carry_over
+
+    def carry_over_then_ctrl_c(self, old):
+        os.kill(os.getpid(), signal.SIGINT)  # in the middle of the publish
+        return real(self, old)
+
+    monkeypatch.setattr(LocalOutput, "_carry_over", carry_over_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        publish(out, {"samples.pb": b"new", "eval.pb": b"new"})
+    assert (out / "samples.pb").read_bytes() == b"new"  # the publish finished first
+    verify_dataset(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
