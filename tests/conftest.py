@@ -28,3 +28,12 @@ def pytest_runtest_setup(item):
         from tests.fixtures_corpus import skip_without
 
         skip_without(*[pkg for mark in marks for pkg in mark.args])
+
+
+def as_from_a_shell() -> None:
+    """``preexec_fn`` for a child that a Ctrl-C test interrupts: SIGINT at its default and
+    unblocked, as a shell starts a command, whatever state the test process is in."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

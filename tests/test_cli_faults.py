@@ -135,7 +135,9 @@ def test_selection_full_disk_one_line_and_old_file_kept(work, previous):
 
 def interrupt_when(command: list, marker: str, timeout: float = 240) -> subprocess.CompletedProcess:
     """Start ``command``, wait for ``marker`` on its stderr, then send SIGINT (Ctrl-C)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    from tests.conftest import as_from_a_shell
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_from_a_shell,
                                text=True)
     seen = []
     deadline = time.monotonic() + timeout
