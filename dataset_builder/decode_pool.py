@@ -10,7 +10,8 @@ travel through the pipe.
 
 How a run goes::
 
-    slots: K shared blocks, each [batch_size, 16000] float32 (K = 3 by default)
+    slots: K shared blocks, each [batch_size, 16000] float32 (K = 3 by default),
+           memory-mapped files in /dev/shm (or the temp dir when /dev/shm is small)
     batch b (batch_size consecutive clips) -> slot b % K, as tasks of chunk_size clips
     main:  wait for batch b's tasks; embed the slot in place; free it; queue batch b + K
 
@@ -29,7 +30,8 @@ import collections
 import dataclasses
 import itertools
 import multiprocessing
-from multiprocessing import shared_memory
+import os
+import tempfile
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -53,22 +55,21 @@ class _ChunkDone:
     seconds: float
 
 
-# Worker side: shared blocks attached once per process, by name.
-_ATTACHED: dict[str, tuple[shared_memory.SharedMemory, np.ndarray]] = {}
+# Worker side: shared blocks mapped once per process, by path.
+_ATTACHED: dict[str, np.ndarray] = {}
 
 
-def _attach(name: str, shape: tuple[int, int]) -> np.ndarray:
-    found = _ATTACHED.get(name)
-    if found is None:
-        block = shared_memory.SharedMemory(name=name)
-        found = _ATTACHED[name] = (block, np.ndarray(shape, dtype=np.float32, buffer=block.buf))
-    return found[1]
+def _attach(path: str, shape: tuple[int, int]) -> np.ndarray:
+    rows = _ATTACHED.get(path)
+    if rows is None:
+        rows = _ATTACHED[path] = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)
+    return rows
 
 
-def _decode_into(name: str, shape: tuple[int, int], slot: int, offset: int, jobs) -> _ChunkDone:
-    """Decode ``jobs`` (stages.decode_batch) and put the clips in rows ``offset...`` of block ``name``."""
+def _decode_into(path: str, shape: tuple[int, int], slot: int, offset: int, jobs) -> _ChunkDone:
+    """Decode ``jobs`` (stages.decode_batch) and put the clips in rows ``offset...`` of block ``path``."""
     batch = decode_batch(jobs)
-    rows = _attach(name, shape)
+    rows = _attach(path, shape)
     rows[offset : offset + len(batch.indices)] = batch.clips
     return _ChunkDone(slot, offset, batch.indices, batch.failures, batch.notes, batch.seconds)
 
@@ -83,30 +84,50 @@ class _Batch:
     done: list = dataclasses.field(default_factory=list)
 
 
+def shared_dir(needed: int) -> str:
+    """Where the blocks go: ``/dev/shm`` (memory) when it has room for them, else the temp dir.
+
+    A container's ``/dev/shm`` is often small (Docker: 64 MB), and a write past a
+    full tmpfs kills the writer with SIGBUS; a file in the temp dir is shared the
+    same way through the page cache.
+    """
+    shm = "/dev/shm"
+    try:
+        stat = os.statvfs(shm)
+        if os.access(shm, os.W_OK) and stat.f_bavail * stat.f_frsize >= 2 * needed:
+            return shm
+    except OSError:
+        pass
+    return tempfile.gettempdir()
+
+
 class _Slots:
-    """K shared blocks of ``[rows, 16000]`` float32, unlinked on close."""
+    """K memory-mapped blocks of ``[rows, 16000]`` float32 shared with the workers, removed on close."""
 
     def __init__(self, count: int, rows: int, samples: int):
         self.shape = (rows, samples)
-        self.blocks: list[shared_memory.SharedMemory] = []
+        self.paths: list[str] = []
         self.arrays: list[np.ndarray] = []
+        folder = shared_dir(count * rows * samples * 4)
         try:
             for _ in range(count):
-                block = shared_memory.SharedMemory(create=True, size=rows * samples * 4)
-                self.blocks.append(block)
-                self.arrays.append(np.ndarray(self.shape, dtype=np.float32, buffer=block.buf))
+                fd, path = tempfile.mkstemp(prefix="dataperf-decode-", suffix=".f32", dir=folder)
+                self.paths.append(path)
+                os.ftruncate(fd, rows * samples * 4)
+                os.close(fd)
+                self.arrays.append(np.memmap(path, dtype=np.float32, mode="r+", shape=self.shape))
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
         self.arrays.clear()
-        for block in self.blocks:
+        for path in self.paths:
             try:
-                block.close()
-            finally:
-                block.unlink()
-        self.blocks.clear()
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.paths.clear()
 
 
 def _batches(jobs: Iterable, size: int) -> Iterator[list]:
@@ -166,7 +187,7 @@ def decode_in_batches(jobs: Iterable[tuple[int, object]], workers: int, batch_si
                 slot = free.popleft()
                 chunks = [(offset, min(chunk_size, len(batch) - offset))
                           for offset in range(0, len(batch), chunk_size)]
-                pending = [pool.apply_async(_decode_into, (blocks.blocks[slot].name, blocks.shape, slot, offset,
+                pending = [pool.apply_async(_decode_into, (blocks.paths[slot], blocks.shape, slot, offset,
                                                            batch[offset : offset + size]))
                            for offset, size in chunks]
                 queued.append(_Batch(slot, chunks, pending))

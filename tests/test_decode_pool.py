@@ -42,34 +42,27 @@ def _collect(jobs, workers: int, batch_size: int, chunk_size: int):
 
 
 @pytest.fixture
-def created_blocks(monkeypatch):
-    """Names of the shared-memory blocks decode_pool creates during the test.
+def blocks(monkeypatch) -> list[str]:
+    """The paths of the shared blocks the calls under test create.
 
     Other processes on the machine use /dev/shm at the same time, so the test
     follows only its own blocks rather than comparing directory listings.
     """
-    from multiprocessing import shared_memory
-
     from dataset_builder import decode_pool
 
-    names: list[str] = []
+    made: list[str] = []
 
-    class Recording(shared_memory.SharedMemory):
+    class Recording(decode_pool._Slots):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            if kwargs.get("create"):
-                names.append(self.name)
+            made.extend(self.paths)
 
-    monkeypatch.setattr(decode_pool.shared_memory, "SharedMemory", Recording)
-    return names
-
-
-def _still_there(names: list[str]) -> list[str]:
-    return [name for name in names if os.path.exists(os.path.join("/dev/shm", name.lstrip("/")))]
+    monkeypatch.setattr(decode_pool, "_Slots", Recording)
+    return made
 
 
 @pytest.mark.parametrize("batch_size,chunk_size", [(8, 3), (5, 5), (64, 4)])
-def test_workers_hand_over_the_clips_decode_batch_makes_in_job_order(jobs, batch_size, chunk_size, created_blocks):
+def test_workers_hand_over_the_clips_decode_batch_makes_in_job_order(jobs, batch_size, chunk_size, blocks):
     seen = _collect(jobs, 2, batch_size, chunk_size)
     reference = [decode_batch(jobs[i : i + batch_size]) for i in range(0, len(jobs), batch_size)]
     assert len(seen) == len(reference)
@@ -78,7 +71,8 @@ def test_workers_hand_over_the_clips_decode_batch_makes_in_job_order(jobs, batch
         assert clips.tobytes() == ref.clips.tobytes()
         assert [(i, r) for i, r, _ in failures] == [(i, r) for i, r, _ in sorted(ref.failures)]
     assert {i for i, _, _ in (f for s in seen for f in s[2])} == {4, 11, 17}
-    assert created_blocks and _still_there(created_blocks) == [], "shared memory blocks left behind"
+    assert len(blocks) == 3
+    assert not [p for p in blocks if os.path.exists(p)], "shared blocks left behind"
 
 
 def test_no_workers_decodes_in_process_with_the_same_result(jobs):
@@ -86,14 +80,22 @@ def test_no_workers_decodes_in_process_with_the_same_result(jobs):
            [(i.tolist(), c.tobytes()) for i, c, _ in _collect(jobs, 2, 8, 3)]
 
 
-def test_an_error_in_the_consumer_stops_the_workers_and_frees_the_memory(jobs, created_blocks):
+def test_an_error_in_the_consumer_stops_the_workers_and_frees_the_memory(jobs, blocks):
 
     def on_batch(indices, clips, failures, notes, seconds):
         raise RuntimeError("strict stop")
 
     with pytest.raises(RuntimeError, match="strict stop"):
         decode_in_batches(jobs, 2, 4, 2, on_batch)
-    assert created_blocks and _still_there(created_blocks) == []
+    assert blocks and not [p for p in blocks if os.path.exists(p)]
+
+
+def test_blocks_go_to_the_temp_dir_when_dev_shm_is_too_small():
+    from dataset_builder import decode_pool
+
+    assert decode_pool.shared_dir(2**62) == decode_pool.tempfile.gettempdir()
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        assert decode_pool.shared_dir(1) == "/dev/shm"
 
 
 def test_an_empty_job_list_calls_nothing():
