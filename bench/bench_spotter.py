@@ -216,6 +216,50 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _cached_windows(path: Path, backend, recordings):
+    """embed_windows, cached in ``path`` with its timings (reruns skip the embedding)."""
+    if path.is_file():
+        with np.load(path) as npz:
+            bounds = np.concatenate([[0], np.cumsum(npz["counts"])])
+            vectors = npz["vectors"]
+            return ([vectors[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+                    float(npz["wall"]), float(npz["cpu"]))
+    windows, wall, cpu = embed_windows(backend, recordings)
+    np.savez(path, vectors=np.concatenate(windows), counts=[len(w) for w in windows],
+             wall=wall, cpu=cpu)
+    return windows, wall, cpu
+
+
+def real_recordings(root: Path, minutes: float = 4.0) -> list[np.ndarray]:
+    """Every WAV under ``root`` (sorted), 16 kHz, 0.5-s pauses, in recordings of ~4 min."""
+    from corpus.debian_speech import check_not_reserved
+    from embedding_model.spotter import load_recording
+
+    for part in root.resolve().parts:  # the package directory is somewhere on the path
+        check_not_reserved(part)
+    rng = np.random.default_rng(7)
+    out, current, n = [], [], 0
+    for path in sorted(root.rglob("*.wav")):
+        for part in (np.zeros(8000, np.float32), load_recording(path)):
+            current.append(part)
+            n += len(part)
+        if n > minutes * 60 * 16000:
+            out.append(np.concatenate(current))
+            current, n = [], 0
+    if current:
+        out.append(np.concatenate(current))
+    floor = 10 ** (-55 / 20)
+    return [np.clip(r + floor * rng.standard_normal(len(r)).astype(np.float32), -1, 1)
+            for r in out]
+
+
+def real_fa_curve(scores: list[np.ndarray], hours: float) -> list[float]:
+    """False accepts per hour on keyword-free real speech at each of :data:`THRESHOLDS`."""
+    smoothed = [smooth_scores(s, SMOOTH) for s in scores]
+    return [sum(len(peaks_at(track, float(t), REFRACTORY_WINDOWS)) for track in smoothed) / hours
+            for t in THRESHOLDS]
+
+
 # ------------------------------------------------------------------- selection
 
 
@@ -301,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     p.add_argument("--png", type=Path)
+    p.add_argument("--real-negatives", type=Path, metavar="DIR",
+                   help="real speech without the keywords (every WAV under DIR, e.g. Debian's "
+                   "asterisk-core-sounds-en-wav prompts; never a reserved voice): its false "
+                   "accepts per hour are reported beside the synthetic ones")
     p.add_argument("--from-json", type=Path, metavar="PATH",
                    help="only print the table and draw the PNG of an earlier run's --json")
     args = p.parse_args(argv)
@@ -318,13 +366,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"material: {len(material['pool'])} pool clips, {len(recordings)} recordings, "
           f"{audio_s / 60:.1f} min, {len(material['events'])} keyword events "
           f"({time.perf_counter() - began:.0f} s)", file=sys.stderr)
-    results = {"audio_minutes": audio_s / 60, "events": int(len(material["events"])),
+    real, real_hours = [], 0.0
+    if args.real_negatives:
+        real = real_recordings(args.real_negatives)
+        real_hours = sum(len(r) for r in real) / 16000 / 3600
+        print(f"real negatives: {len(real)} recordings, {real_hours * 60:.1f} min from "
+              f"{args.real_negatives}", file=sys.stderr)
+    results = {"real_negative_minutes": real_hours * 60, "audio_minutes": audio_s / 60, "events": int(len(material["events"])),
                "keywords": [str(k) for k in material["keywords"]], "configs": [],
                "load_average_start": os.getloadavg()}
     for name in args.backends.split(","):
         backend = make_backend(name)
         pool_x = backend.embed(material["pool"])
-        windows, wall, cpu = embed_windows(backend, recordings)
+        windows, wall, cpu = _cached_windows(args.workdir / f"windows-{name}-{backend.identity}.npz",
+                                             backend, recordings)
+        real_windows = None
+        if real:
+            real_windows, _, _ = _cached_windows(
+                args.workdir / f"real-windows-{name}-{backend.identity}.npz", backend, real)
         n_windows = sum(len(w) for w in windows)
         print(f"{name}: {n_windows} windows embedded in {wall:.1f} s wall, {cpu:.1f} s CPU "
               f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr)
@@ -340,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
                 scores = [head.predict_proba(w)[:, 1:] for w in windows]
                 head_wall, head_cpu = time.perf_counter() - t0, _cpu() - c0
                 curve = det_curve(scores, material)
+                if real_windows is not None:
+                    real_fa = real_fa_curve([head.predict_proba(w)[:, 1:] for w in real_windows],
+                                            real_hours)
+                    curve["real_fa_per_hour"] = real_fa
                 r05, t05 = recall_at(curve, 0.5)
                 r1, t1 = recall_at(curve, 1.0)
                 config = {"backend": name, "selection": pick, "head": kind,
@@ -347,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
                           "recall_at_1_fa_per_hour": r1, "threshold_1": t1,
                           "rtf_wall": (wall + head_wall) / audio_s, "rtf_cpu": (cpu + head_cpu) / audio_s,
                           "curve": curve}
+                if real_windows is not None:
+                    for limit in (0.5, 1.0):
+                        r, t = recall_at({**curve, "fa_per_hour": curve["real_fa_per_hour"]}, limit)
+                        config[f"recall_at_{limit:g}_real_fa_per_hour"] = r
+                        config[f"real_threshold_{limit:g}"] = t
+                    at = curve["thresholds"].index(t1) if t1 is not None else None
+                    config["real_fa_per_hour_at_threshold_1"] = (
+                        curve["real_fa_per_hour"][at] if at is not None else None)
                 results["configs"].append(config)
                 print(f"  {name:12s} {pick:9s} {kind:8s} recall@0.5FA/h {r05:.3f} (t={t05})  "
                       f"recall@1FA/h {r1:.3f} (t={t1})  RTF wall {config['rtf_wall']:.4f} "
@@ -388,8 +459,10 @@ def _save_example(workdir: Path, backend, pool_x, labels, label_names, rows, rec
 def _summary(results: dict) -> None:
     print(f"\n{results['audio_minutes']:.1f} min of audio, {results['events']} keyword events, "
           f"keywords {results['keywords']}")
-    print("| backend | selection | head | recall @ 0.5 FA/h | recall @ 1 FA/h | RTF wall | RTF CPU |")
-    print("|---|---|---|---|---|---|---|")
+    real = results.get("real_negative_minutes", 0) > 0
+    extra = " recall @ 0.5 / 1 FA/h on real speech | real FA/h at the synthetic 1 FA/h threshold |" if real else ""
+    print("| backend | selection | head | recall @ 0.5 FA/h | recall @ 1 FA/h | RTF wall | RTF CPU |" + extra)
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if real else ""))
     rows = {}
     for c in results["configs"]:
         rows.setdefault((c["backend"], c["selection"].split("-")[0], c["head"]), []).append(c)
@@ -398,7 +471,11 @@ def _summary(results: dict) -> None:
         r1 = np.mean([c["recall_at_1_fa_per_hour"] for c in cs])
         note = f" (mean of {len(cs)})" if len(cs) > 1 else ""
         print(f"| {backend} | {selection}{note} | {head} | {r05:.3f} | {r1:.3f} | "
-              f"{np.mean([c['rtf_wall'] for c in cs]):.4f} | {np.mean([c['rtf_cpu'] for c in cs]):.4f} |")
+              f"{np.mean([c['rtf_wall'] for c in cs]):.4f} | {np.mean([c['rtf_cpu'] for c in cs]):.4f} |"
+              + (f" {np.mean([c['recall_at_0.5_real_fa_per_hour'] for c in cs]):.3f} / "
+                 f"{np.mean([c['recall_at_1_real_fa_per_hour'] for c in cs]):.3f} | "
+                 f"{np.mean([c['real_fa_per_hour_at_threshold_1'] or 0 for c in cs]):.1f} |"
+                 if real else ""))
 
 
 def _plot(results: dict, path: Path) -> None:
