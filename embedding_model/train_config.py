@@ -57,6 +57,13 @@ class TrainConfig:
         cache_dir: the feature cache; None = ``run_dir/cache``.
         views: log-mel views cached per clip (view 0 clean).
         teacher: openWakeWord teacher ``"context:window_step"``, or None.
+        ewn_targets: directory of cached EfficientWord-Net targets (``python -m
+            embedding_model.ewn --corpus ... --out DIR``), the second teacher; None: none.
+        ewn_dims: the EfficientWord-Net targets are projected on their first ``ewn_dims``
+            principal components (fitted on the training clips) before distillation.
+        unlabelled: directory of unlabelled real-speech windows (``python -m
+            embedding_model.unlabelled``), mixed into training with the distillation
+            loss only; None: none.
         workers: processes for the cache.
         cache_only, export_only: stop after the cache; export the latest checkpoint only.
 
@@ -80,6 +87,9 @@ class TrainConfig:
     cache_dir: Path | None = None
     views: int = 4
     teacher: str | None = "centered2s:16"
+    ewn_targets: Path | None = None
+    ewn_dims: int = 96
+    unlabelled: Path | None = None
     workers: int = 2
     cache_only: bool = False
     export_only: bool = False
@@ -112,6 +122,10 @@ class TrainConfig:
             context, _, step = self.teacher.partition(":")
             if context not in TEACHER_CONTEXTS or not step.isdigit():
                 raise TrainingError(f"--teacher {self.teacher!r}: expected 'centered2s:N', 'bare:N' or 'none'")
+        if self.ewn_dims < 1:
+            raise TrainingError(f"--ewn-dims must be >= 1, got {self.ewn_dims}")
+        if self.unlabelled is not None and self.teacher is None and self.ewn_targets is None:
+            raise TrainingError("--unlabelled windows are distillation-only: they need --teacher or --ewn-targets")
         if self.model_size not in MODEL_SIZES:
             raise TrainingError(f"--model-size {self.model_size!r}: choose one of {', '.join(sorted(MODEL_SIZES))}")
         if self.embedding not in EMBEDDINGS:
@@ -177,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--teacher", default=_DEFAULTS["teacher"],
                    help="openWakeWord teacher 'context:window_step' (context centered2s or bare), "
                    "or 'none' (default: %(default)s)")
+    g.add_argument("--ewn-targets", type=Path, default=None, metavar="DIR",
+                   help="second teacher: EfficientWord-Net targets cached by python -m embedding_model.ewn "
+                   "--corpus CORPUS --langs ... --out DIR (default: none)")
+    g.add_argument("--ewn-dims", type=int, default=_DEFAULTS["ewn_dims"],
+                   help="principal components of the EfficientWord-Net targets the student predicts "
+                   "(default: %(default)s)")
+    g.add_argument("--unlabelled", type=Path, default=None, metavar="DIR",
+                   help="unlabelled real-speech windows (python -m embedding_model.unlabelled --out DIR), "
+                   "trained on with the distillation loss only (default: none)")
     g.add_argument("--workers", type=int, default=_DEFAULTS["workers"],
                    help="processes for the cache (default: %(default)s)")
     g.add_argument("--cache-only", action="store_true", help="build the plan and cache, then stop")
@@ -238,7 +261,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "holdout_engines": _csv_list(args["holdout_engines"]),
         "teacher": teacher,
         # Without a teacher there is nothing to distil (recorded as weight 0).
-        "distill_weight": args["distill_weight"] if teacher else 0.0,
+        "distill_weight": args["distill_weight"] if teacher or args["ewn_targets"] else 0.0,
         "specaugment": bool(args["specaugment"]),
     }
     return TrainConfig(**{**args, **parsed})

@@ -3,6 +3,12 @@
 Builds (or reuses) one cache shard per training language (:mod:`embedding_model.cache`)
 and keeps the clips that decoded, with their class ids, teacher targets and whether
 they validate (the DEV split) or train (TRAIN).
+
+Two optional inputs widen the teacher signal: EfficientWord-Net targets cached per clip
+(``--ewn-targets``; projected on their first ``--ewn-dims`` principal components and
+appended to openWakeWord's 96 dimensions, so one teacher head predicts both), and
+unlabelled real-speech windows (``--unlabelled``), added as training rows with class
+id -1: they carry teacher targets and no class, so only the distillation loss sees them.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ class TrainingSet:
 
     Attributes:
         features: np.ndarray [shape=(M, V, 49, 40)] float16 log-mel, V views per clip.
-        labels: np.ndarray [shape=(M,)] int32 class ids (index into ``plan.classes``).
-        teacher: np.ndarray [shape=(M, 96)] float32 teacher targets (zeros: none).
+        labels: np.ndarray [shape=(M,)] int32 class ids (index into ``plan.classes``);
+            -1 for unlabelled rows (distillation only).
+        teacher: np.ndarray [shape=(M, T)] float32 teacher targets (zeros: none); T = 96
+            (openWakeWord), + ``ewn_dims`` with EfficientWord-Net.
         is_val: np.ndarray [shape=(M,)] bool, True for validation (DEV) clips.
     """
 
@@ -54,12 +62,18 @@ class TrainingSet:
         n_train = len(self.train_idx)
         return requested if n_train >= requested else max(2, n_train)
 
+    @property
+    def n_unlabelled(self) -> int:
+        """Rows without a class (distillation only)."""
+        return int(np.sum(self.labels < 0))
+
     def teacher_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and std (+1e-3) of the training clips' teacher targets, [96] float32 each."""
+        """Per-dimension mean and std (+1e-3) of the training clips' teacher targets, [T] float32 each."""
         train = self.train_idx
         targets = self.teacher[train][self.has_teacher[train] > 0]
+        dim = self.teacher.shape[1]
         if not len(targets):
-            return np.zeros(TEACHER_DIM, np.float32), np.ones(TEACHER_DIM, np.float32)
+            return np.zeros(dim, np.float32), np.ones(dim, np.float32)
         return targets.mean(0), targets.std(0) + 1e-3
 
 
@@ -74,7 +88,7 @@ def load_training_set(config: TrainConfig, plan: TrainingPlan) -> TrainingSet:
 
     class_index = plan.class_index()
     rirs = None
-    feats, labels, teachers, is_val = [], [], [], []
+    feats, labels, teachers, is_val, ewn = [], [], [], [], []
     for lang in plan.langs:
         train_refs, val_refs = plan_clips(plan, lang)
         refs = train_refs + val_refs
@@ -91,16 +105,81 @@ def load_training_set(config: TrainConfig, plan: TrainingPlan) -> TrainingSet:
             log(f"{lang}: {index['n_failed']} clips could not be decoded and are skipped")
         feats.append(f[ok])
         teachers.append(t[ok])
+        if config.ewn_targets is not None:
+            ewn.append(_ewn_rows(config.ewn_targets, lang, [r.link for r in refs])[ok])
         labels.append(np.array([class_index[f"{lang}/{r.word}"] for r in refs], dtype=np.int32)[ok])
         is_val.append(np.array([r.split == "DEV" for r in refs], dtype=bool)[ok])
     if not feats:
         raise TrainingError(f"{plan.corpus}: no training clips left after the hold-outs; use a larger corpus")
+    if config.unlabelled is not None:
+        from embedding_model.unlabelled import distillation_set
+
+        rirs = rirs if rirs is not None else make_rir_bank(64, seed=config.seed)
+        extra = distillation_set(config.unlabelled, views=config.views, seed=config.seed, rirs=rirs,
+                                 teacher=config.teacher, ewn=config.ewn_targets is not None,
+                                 progress=not config.no_progress)
+        n = len(extra["features"])
+        feats.append(extra["features"])
+        teachers.append(extra["oww"] if "oww" in extra else np.zeros((n, teachers[0].shape[1]), np.float32))
+        labels.append(np.full(n, -1, np.int32))
+        is_val.append(np.zeros(n, bool))
+        if config.ewn_targets is not None:
+            ewn.append(extra["ewn"])
+        log(f"unlabelled: {n} real-speech windows from {config.unlabelled}, distillation only")
+    is_val_all = np.concatenate(is_val)
+    teacher = np.concatenate(teachers).astype(np.float32)
+    if config.teacher is None:
+        teacher = np.zeros((len(teacher), 0), np.float32)
+    if config.ewn_targets is not None:
+        teacher = _append_ewn(teacher, np.concatenate(ewn), ~is_val_all, config.ewn_dims)
     data = TrainingSet(
         features=np.concatenate(feats),  # in RAM
         labels=np.concatenate(labels),
-        teacher=np.concatenate(teachers),
-        is_val=np.concatenate(is_val),
+        teacher=teacher if teacher.shape[1] else np.zeros((len(teacher), TEACHER_DIM), np.float32),
+        is_val=is_val_all,
     )
     n_val = len(data.val_idx)
-    log(f"data: {len(data.labels) - n_val} training clips, {n_val} validation clips, {data.n_views} views each")
+    log(f"data: {len(data.labels) - n_val - data.n_unlabelled} training clips, {data.n_unlabelled} unlabelled, "
+        f"{n_val} validation clips, {data.n_views} views each, teacher targets of {data.teacher.shape[1]} dims")
     return data
+
+
+def _ewn_rows(directory, lang: str, links: list[str]) -> np.ndarray:
+    """EfficientWord-Net targets of ``links``: [len(links), 2048] float16 (zeros where the clip had none)."""
+    from pathlib import Path
+
+    target_dir = Path(directory) / lang
+    hint = f"run python -m embedding_model.ewn --corpus CORPUS --langs {lang} --out {directory}"
+    if not (target_dir / "ewn.npy").is_file() or not (target_dir / "links.txt").is_file():
+        raise TrainingError(f"--ewn-targets: no targets for {lang} in {directory}: {hint}")
+    cached = np.load(target_dir / "ewn.npy", mmap_mode="r")
+    row_of = {link: i for i, link in enumerate((target_dir / "links.txt").read_text(encoding="utf-8").split("\n"))
+              if link}
+    missing = [link for link in links if link not in row_of]
+    if missing:
+        raise TrainingError(f"--ewn-targets: {len(missing)} clips of {lang} (e.g. {missing[0]}) have no target: {hint}")
+    return np.asarray(cached[[row_of[link] for link in links]])
+
+
+def _append_ewn(teacher: np.ndarray, ewn: np.ndarray, train_rows: np.ndarray, dims: int) -> np.ndarray:
+    """Append the EfficientWord-Net targets' first ``dims`` principal components to ``teacher``.
+
+    The projection is fitted on the training rows that have a target (a deterministic
+    SVD, so a resumed run gets the same targets). A row missing either teacher loses
+    both (all zeros = no teacher target).
+    """
+    ewn = ewn.astype(np.float32)
+    has = np.any(ewn != 0, axis=1)
+    fit = ewn[has & train_rows].astype(np.float64)
+    if len(fit) < 2:
+        raise TrainingError("--ewn-targets: fewer than two training clips have an EfficientWord-Net target")
+    mean = fit.mean(0)
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    dims = min(dims, vt.shape[0])
+    projected = ((ewn - mean) @ vt[:dims].T).astype(np.float32)
+    out = np.concatenate([teacher, projected], axis=1)
+    missing = ~has
+    if teacher.shape[1]:
+        missing |= ~np.any(teacher != 0, axis=1)
+    out[missing] = 0.0
+    return out

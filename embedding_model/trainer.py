@@ -56,7 +56,9 @@ class Trainer:
         self.options = config
         self.config = ModelConfig(embedding=config.embedding, **MODEL_SIZES[config.model_size])
         self.backbone = build_backbone(self.config)
-        self.trainer = build_trainer(self.backbone, n_classes, head_dim=config.head_dim)
+        # The teacher head predicts every teacher's dimensions (openWakeWord, + EfficientWord-Net's).
+        self.trainer = build_trainer(self.backbone, n_classes, head_dim=config.head_dim,
+                                     teacher_dim=int(np.asarray(teacher_mean).shape[0]))
         total = steps_per_epoch * config.epochs
         warmup = min(max(steps_per_epoch // 2, 1), max(total // 10, 1))
         schedule = keras.optimizers.schedules.CosineDecay(
@@ -76,11 +78,14 @@ class Trainer:
     def _losses(self, cosines, tpred, y, t, has_t):
         import tensorflow as tf
 
-        onehot = tf.one_hot(y, self.n_classes)
+        # Class id -1 marks an unlabelled row (real speech, distillation only): no class loss.
+        labelled = tf.cast(y >= 0, tf.float32)
+        onehot = tf.one_hot(tf.maximum(y, 0), self.n_classes)
         logits = self.options.scale * (cosines - self.options.margin * onehot)
         smooth = self.options.label_smoothing
         targets = onehot * (1 - smooth) + smooth / self.n_classes
-        ce = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
+        per_clip_ce = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+        ce = tf.reduce_sum(per_clip_ce * labelled) / tf.maximum(tf.reduce_sum(labelled), 1.0)
         tz = (t - self.teacher_mean) / self.teacher_std
         per_clip = tf.reduce_mean(tf.square(tpred - tz), axis=-1)
         distill = tf.reduce_sum(per_clip * has_t) / tf.maximum(tf.reduce_sum(has_t), 1.0)
@@ -97,7 +102,9 @@ class Trainer:
             loss = ce + self.options.distill_weight * distill
         grads = tape.gradient(loss, self.trainer.trainable_variables)
         self.optimizer.apply(grads, self.trainer.trainable_variables)
-        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(cosines, -1, output_type=tf.int32), y), tf.float32))
+        labelled = tf.cast(y >= 0, tf.float32)
+        hits = tf.cast(tf.equal(tf.argmax(cosines, -1, output_type=tf.int32), y), tf.float32)
+        acc = tf.reduce_sum(hits * labelled) / tf.maximum(tf.reduce_sum(labelled), 1.0)
         return loss, ce, distill, acc
 
     def _eval_step(self, x, y):
