@@ -137,9 +137,13 @@ class EfficientWordNetEmbedder:
         self.variant = variant
 
     def embed_window(self, window: np.ndarray) -> np.ndarray:
-        """One 1.5-s window [24000] -> [2048] float32."""
+        """One 1.5-s window [24000] -> [2048] float32; zeros for digital silence.
+
+        The network normalises its output, which is 0/0 (NaN) for an all-zero input.
+        """
         features = log_fbank(window)[None, None]
-        return self._session.run(None, {self._input: features})[0][0].astype(np.float32)
+        out = self._session.run(None, {self._input: features})[0][0].astype(np.float32)
+        return out if np.all(np.isfinite(out)) else np.zeros_like(out)
 
     def embed(self, clips: np.ndarray) -> np.ndarray:
         """Embed 1-s clips, each centred in 1.5 s of zeros.

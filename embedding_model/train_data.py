@@ -169,6 +169,8 @@ def _append_ewn(teacher: np.ndarray, ewn: np.ndarray, train_rows: np.ndarray, di
     both (all zeros = no teacher target).
     """
     ewn = ewn.astype(np.float32)
+    finite = np.all(np.isfinite(ewn), axis=1)
+    ewn[~finite] = 0.0
     has = np.any(ewn != 0, axis=1)
     fit = ewn[has & train_rows].astype(np.float64)
     if len(fit) < 2:

@@ -12,7 +12,8 @@ whose speakers are NOT speakers of the real-speech benchmark (``bench/real_speec
 
 No Asterisk package is used (two Asterisk voices are benchmark speakers; the
 Spanish, French and Italian ones are reserved for independent verification).
-Identical files (some languages share recordings) are kept once.
+Identical files (some languages share recordings) are kept once; windows of a long
+recording that fall in a pause (RMS below -50 dBFS) are dropped.
 
     python -m embedding_model.unlabelled --out /work/data/unlabelled-real [--cache-dir DIR]
 
@@ -38,6 +39,7 @@ from corpus.clip import CLIP_SAMPLES
 from protos.errors import EXIT_STATUS_HELP, InputError, run_cli
 
 HOP_SAMPLES = 8000
+SILENT_RMS = 10 ** (-50 / 20)  # windows quieter than -50 dBFS RMS (speech peaks at 0 dBFS) are dropped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +124,8 @@ def build(cache_dir: Path, out: Path, progress: bool = True, limit: int | None =
             continue
         rel = str(path).split(f"/pkgs/{package}/", 1)[-1]
         for start, window in windows_of(speech):
+            if np.sqrt(np.mean(np.square(window, dtype=np.float64))) < SILENT_RMS:
+                continue  # a pause between syllables: nothing to teach
             rows.append((len(rows), package, lang, rel, start))
             windows.append(np.round(np.clip(window, -1.0, 1.0) * 32767).astype(np.int16))
     if not windows:

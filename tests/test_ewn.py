@@ -120,3 +120,11 @@ def test_corpus_targets_follow_the_splits_order(tiny_corpus, tmp_path):
     assert out.shape == (len(links), 4) and teacher.seen == len(links)
     assert (tmp_path / "es" / "links.txt").read_text().split() == links
     assert np.any(out != 0, axis=1).all()  # every clip decoded and embedded
+
+
+@needs_ewn
+def test_digital_silence_gives_a_zero_vector_not_nan():
+    from embedding_model.ewn import EfficientWordNetEmbedder
+
+    out = EfficientWordNetEmbedder().embed(np.zeros((1, 16000), np.float32))
+    assert np.all(out == 0)

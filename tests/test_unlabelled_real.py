@@ -52,6 +52,9 @@ def fake_sources(tmp_path, monkeypatch):
         "share/de/alpha/b.wav": _word(300, seconds=1.6),
         "share/en/alpha/a.wav": _word(400),        # a benchmark speaker: left out
         "share/nl/alpha/a.wav": _word(200),        # same bytes as de/a: kept once
+        # Two syllables 1.6 s apart: the windows inside the pause between them are dropped.
+        "share/de/syllab/ba.wav": np.concatenate([_word(250, 0.3), np.zeros(26000, np.float32),
+                                                  _word(250, 0.3, seed=1)]),
     })
     sources = (UnlabelledSource("letters-data", "share", "GPL-2+", ("en",)),)
     monkeypatch.setattr(unlabelled, "SOURCES", sources)
@@ -61,7 +64,7 @@ def fake_sources(tmp_path, monkeypatch):
 def test_excluded_languages_and_duplicates_are_left_out(fake_sources):
     cache, sources = fake_sources
     files = collect_files(cache, sources)
-    assert [(lang, path.name) for _, lang, path in files] == [("de", "a.wav"), ("de", "b.wav")]
+    assert [(lang, path.name) for _, lang, path in files] == [("de", "a.wav"), ("de", "b.wav"), ("de", "ba.wav")]
 
 
 def test_build_writes_windows_index_and_manifest(fake_sources, tmp_path):
@@ -70,14 +73,17 @@ def test_build_writes_windows_index_and_manifest(fake_sources, tmp_path):
     manifest = unlabelled.main(["--out", str(out), "--cache-dir", str(cache), "--no-progress"])
     assert manifest == 0
     windows = load_windows(out)
-    # a.wav: one window; b.wav (1.6 s of tone after trimming) -> windows at 0, 0.5 s and its end.
-    assert windows.shape == (4, 16000) and windows.dtype == np.float32
+    # a.wav: one window; b.wav (1.6 s of tone after trimming) -> windows at 0, 0.5 s and its end;
+    # ba.wav (2.6 s from first to last syllable after trimming) -> 5 windows, the two that
+    # fall wholly inside the pause dropped.
+    assert windows.shape == (7, 16000) and windows.dtype == np.float32
+    assert np.all(np.sqrt(np.mean(windows**2, axis=1)) > 10 ** (-50 / 20))
     assert np.max(np.abs(windows)) <= 1.0 and np.max(np.abs(windows[0])) > 0.9
     rows = (out / "windows.csv").read_text().splitlines()
-    assert rows[0] == "row,package,language,file,start" and len(rows) == 5
+    assert rows[0] == "row,package,language,file,start" and len(rows) == 8
     assert all(",en," not in r for r in rows)
     info = json.loads((out / "manifest.json").read_text())
-    assert info["windows"] == 4 and info["windows_per_language"] == {"letters-data:de": 4}
+    assert info["windows"] == 7 and info["windows_per_language"] == {"letters-data:de": 7}
 
 
 def test_load_windows_says_how_to_make_them(tmp_path):
@@ -98,8 +104,8 @@ def test_distillation_set_gives_views_and_teacher_targets_and_caches_them(fake_s
     except OpenWakeWordMissing:
         pytest.skip("openwakeword extra not installed")
     feats, oww = first["features"], first["oww"]
-    assert feats.shape == (4, 3, 49, 40) and feats.dtype == np.float16
-    assert oww.shape == (4, 96) and np.all(np.any(oww != 0, axis=1))
+    assert feats.shape == (7, 3, 49, 40) and feats.dtype == np.float16
+    assert oww.shape == (7, 96) and np.all(np.any(oww != 0, axis=1))
     assert not np.array_equal(feats[0, 0], feats[0, 1])  # views differ
     again = distillation_set(out, views=3, seed=1, teacher="bare:8", progress=False)
     assert np.array_equal(again["features"], feats) and np.array_equal(again["oww"], oww)
