@@ -498,11 +498,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise_runs", type=int, default=NOISE_RUNS,
                         help="tuned reruns on vectors with 1e-6 relative noise")
     parser.add_argument("--json", type=Path, help="write every result as JSON")
-    parser.add_argument("--markdown_from", type=Path, metavar="JSON",
-                        help="print a markdown table of an earlier --json file and exit")
+    parser.add_argument("--markdown_from", type=Path, metavar="JSON", nargs="+",
+                        help="print a markdown table of earlier --json files and exit (a "
+                        "later file's row replaces an earlier one for the same pool, size "
+                        "and algorithm)")
     args = parser.parse_args(argv)
     if args.markdown_from:
-        print(markdown(json.loads(args.markdown_from.read_text())))
+        merged: dict[tuple, dict] = {}
+        for path in args.markdown_from:
+            for row in json.loads(path.read_text()):
+                merged[(row["pool"], row["train_size"], row["algorithm"])] = row
+        print(markdown(list(merged.values())))
         return 0
     # LogisticRegression's lbfgs stops at 100 iterations on raw vectors: part of the
     # fixed protocol, not news.
