@@ -1,24 +1,27 @@
-"""Selection quality: macro F1 (DataPerf's protocol) of random, crossval and the default.
+"""Selection quality: DataPerf's macro F1 of tuned against three baselines, per pool.
 
-Two sources of experiments:
+Pools:
 
-``--source corpus`` (the benchmark): for each language and keyword set, build-dataset
-makes samples.pb / eval.pb from an MSWC-layout corpus (a synthesized one), each
-algorithm selects 25 and 60 clips from samples.pb, and ``eval.scoring.score`` scores
-the pick on eval.pb::
+- Gaussian-mixture pools shaped like DataPerf's protocol (``--mixture_seeds``), with
+  pool and eval sharing speakers or not (``--mixture_shift K``: each keyword's pool
+  clips from K voices, its eval clips from the others, as DataPerf's DEV/TEST eval
+  clips come from speakers the pool never has);
+- pools built with build-dataset from an MSWC-layout corpus (``--corpus``, a fresh
+  ``synthesize-corpus`` run), or already built (``--experiment_dirs``);
+- the same pools after a round trip through DataPerf's parquet/yaml layout with the
+  converter (``--dataperf_layout``: no speakers, no protocol parameters);
+- real-speech pools (``--real_speech_vectors``): the English letter names by four real
+  speakers (``bench/real_speech.py``), pool from some speakers, eval from the others.
 
-    python bench/bench_selection.py --source corpus --corpus /work/data/selbench/corpus \\
-        --workdir /work/data/selbench/runs --json out.json
+Baselines: class-balanced ``random`` (mean over 5 seeds), ``crossval`` (DataPerf's
+nested cross-validation, mean over 3 seeds), ``cleanlab`` (label issues found with the
+cleanlab library dropped, the best-quality half of each class kept, k-medoids per
+class). ``tuned`` runs once with seed 0 (its simulation's predicted score reported
+beside the measured one), then 3 times on vectors with 1e-6 relative noise. Every
+score is DataPerf's (``eval.scoring.score``), training rows in the harness's order::
 
-``--source mixture`` (development): protocol-shaped Gaussian-mixture experiments (target
-words, known and unknown nontarget words, speaker offsets, confusable words, a little
-label noise, a ReLU layer), so an algorithm can be tuned without touching any
-benchmark eval.pb::
-
-    python bench/bench_selection.py --source mixture --experiments 6
-
-Prints a table per experiment and a summary per train size: mean and worst-set
-differences of the default against random and crossval.
+    nice python bench/bench_selection.py --mixture_seeds 2000 2001 --mixture_shift 0 1 \
+        --experiment_dirs runs/pt_set0 --dataperf_layout --workdir runs --json out.json
 """
 
 from __future__ import annotations
@@ -41,13 +44,18 @@ if str(REPO) not in sys.path:
 
 from eval.scoring import score  # noqa: E402
 from protos import NONTARGET, TARGET, DatasetMetadata, SampleSet, read_samples  # noqa: E402
+from protos.dataperf import dataperf_training_order  # noqa: E402
 from selection import implementations  # noqa: E402
 from selection.pool import Pool, validate_selection  # noqa: E402
 
-ALGORITHMS = ("random", "crossval", implementations.DEFAULT_ALGORITHM)
+ALGORITHMS = ("random", "crossval", "cleanlab", implementations.DEFAULT_ALGORITHM)
 TRAIN_SIZES = (25, 60)
 #: "random" is scored as the mean over this many seeds: one draw is too noisy a baseline.
 RANDOM_DRAWS = 5
+#: "crossval" runs with this many seeds (DataPerf's baseline is unseeded: runs differ).
+CROSSVAL_RUNS = 3
+#: "tuned" reruns on vectors with 1e-6 relative noise, for the spread of its score.
+NOISE_RUNS = 3
 
 
 # --------------------------------------------------------------------- mixture source
@@ -69,6 +77,10 @@ class MixtureSpec:
     clip_spread: float = 0.7
     confusable_share: float = 0.25
     label_noise: float = 0.03
+    #: 0: every clip's voice drawn from all voices (pool and eval share speakers). k > 0:
+    #: each keyword's pool clips come from k voices and its eval clips from the others,
+    #: as in DataPerf (eval targets from DEV/TEST, speaker-disjoint from TRAIN).
+    pool_voices_per_target: int = 0
 
 
 def mixture_experiment(seed: int, spec: MixtureSpec = MixtureSpec()) -> tuple[SampleSet, SampleSet]:
@@ -99,22 +111,30 @@ def mixture_experiment(seed: int, spec: MixtureSpec = MixtureSpec()) -> tuple[Sa
     words = [f"t{seed}_{i}" for i in range(s.n_targets)] + [
         f"w{seed}_{i}" for i in range(s.n_targets, n_words)]
 
-    def clips(word: int, n: int) -> np.ndarray:
-        latent = (centres[word] + voices[rng.integers(s.n_voices, size=n)]
+    def clips(word: int, n: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        allowed = np.arange(s.n_voices) if allowed is None else np.asarray(allowed)
+        who = allowed[rng.integers(len(allowed), size=n)]
+        latent = (centres[word] + voices[who]
                   + s.clip_spread * rng.standard_normal((n, s.latent_dim)))
-        return latent
+        return latent, who
 
     def embed(latent: np.ndarray) -> np.ndarray:
         return np.maximum(latent @ w1 + b1, 0.0).astype(np.float32) * 2.0
 
-    pool_parts, eval_parts = [], []  # (word index, latent)
+    pool_parts, eval_parts = [], []  # (word index, (latent, voice per clip))
     for t in range(s.n_targets):
-        train = clips(t, s.target_train)
+        pool_voices = eval_voices = None
+        if s.pool_voices_per_target:
+            order = rng.permutation(s.n_voices)
+            pool_voices = order[:s.pool_voices_per_target]
+            eval_voices = order[s.pool_voices_per_target:]
+        train, who = clips(t, s.target_train, pool_voices)
         noisy = rng.random(s.target_train) < s.label_noise
         for i in np.flatnonzero(noisy):
-            train[i] = clips(int(rng.choice(np.delete(np.arange(n_words), t))), 1)[0]
-        pool_parts.append((t, train))
-        eval_parts.append((t, clips(t, max(1, s.target_train // 4))))
+            train[i] = clips(int(rng.choice(np.delete(np.arange(n_words), t))), 1,
+                             [who[i]])[0][0]
+        pool_parts.append((t, (train, who)))
+        eval_parts.append((t, clips(t, max(1, s.target_train // 4), eval_voices)))
     for w in range(s.n_targets, s.n_targets + s.known_words):
         half = s.clips_per_word // 2
         pool_parts.append((w, clips(w, half)))
@@ -126,18 +146,19 @@ def mixture_experiment(seed: int, spec: MixtureSpec = MixtureSpec()) -> tuple[Sa
               "clips_per_word": str(s.clips_per_word), "seed": str(seed)}
 
     def build(parts, role: str) -> SampleSet:
-        ids, types, kws, vecs = [], [], [], []
-        for w, latent in parts:
+        ids, types, kws, vecs, speakers = [], [], [], [], []
+        for w, (latent, who) in parts:
             for i in range(len(latent)):
                 ids.append(f"{words[w]}/{role}_{i:05d}.opus")
                 types.append(TARGET if w < s.n_targets else NONTARGET)
                 kws.append(words[w])
+                speakers.append(f"v{who[i]}")
             vecs.append(embed(latent))
         meta = DatasetMetadata(language=f"mix{seed}", target_keywords=sorted(words[:s.n_targets]),
                                backend="mixture", model_id=f"mixture-{seed}", role=role,
                                params=dict(params))
         return SampleSet(ids=ids, sample_types=types, keywords=kws,
-                         embeddings=np.concatenate(vecs), metadata=meta)
+                         embeddings=np.concatenate(vecs), metadata=meta, speakers=speakers)
 
     return build(pool_parts, "samples"), build(eval_parts, "eval")
 
@@ -177,150 +198,384 @@ def build_experiment(corpus: Path, lang: str, keywords: list[str], outdir: Path,
     return samples, eval_path
 
 
+# ------------------------------------------------------------------ real-speech source
+
+
+def real_speech_experiment(vectors_path: Path, pool_speakers: list[str], seed: int = 0,
+                           n_targets: int = 5, n_known: int = 11, record_speakers: bool = True
+                           ) -> tuple[SampleSet, SampleSet]:
+    """A (samples, eval) pair from the real-speech benchmark's letter clips.
+
+    ``bench/real_speech.py`` (the real-voices issue) holds the 26 English letter names
+    by four real speakers, 10 channel-augmented copies of each recording; its cached
+    vectors (rows in ``RealSpeechBenchmark.clips`` order) are read from
+    ``vectors_path``. Letters are drawn (seeded) into ``n_targets`` keywords,
+    ``n_known`` known nontarget words and the rest unknown ones. The pool holds the
+    targets and known words as spoken by ``pool_speakers``; eval holds targets and
+    known words as spoken by the other speakers (DataPerf's speaker shift), and the
+    unknown words as spoken by all four.
+
+    Args:
+        record_speakers: write each clip's speaker into the pool (False: the pool looks
+            like DataPerf's files, which record none; copies of one recording are then
+            found as near-duplicates).
+    """
+    from bench.real_speech import DEFAULT_COPIES, LETTERS, SPEAKERS
+
+    names = [s.name for s in SPEAKERS]
+    copies = DEFAULT_COPIES
+    vectors = np.load(vectors_path)
+    if vectors.shape[0] != len(names) * len(LETTERS) * copies:
+        raise ValueError(f"{vectors_path}: {vectors.shape[0]} rows, expected "
+                         f"{len(names) * len(LETTERS) * copies} (4 speakers x 26 letters x {copies})")
+    rng = np.random.default_rng(seed)
+    order = [LETTERS[i] for i in rng.permutation(len(LETTERS))]
+    targets, known, unknown = order[:n_targets], order[n_targets:n_targets + n_known], \
+        order[n_targets + n_known:]
+    eval_speakers = [n for n in names if n not in pool_speakers]
+    # Known words: each speaker's copies on its side; unknown words (eval only): every
+    # speaker's copies, so eval has as many clips per unknown word as a known word has
+    # in all (DataPerf's protocol). Targets: as many eval clips as pool clips when the
+    # two sides have as many speakers (recorded, so the simulation weighs them right).
+    params = {"known_words": str(n_known), "unknown_words": str(len(unknown)),
+              "clips_per_word": str(copies * len(names)), "seed": str(seed),
+              "target_eval_ratio": str((len(names) - len(pool_speakers)) / len(pool_speakers))}
+
+    def build(speakers: list[str], letters: list[str], role: str) -> SampleSet:
+        ids, types, kws, rows, who = [], [], [], [], []
+        for letter in letters:
+            for speaker in speakers:
+                for c in range(copies):
+                    rows.append(names.index(speaker) * len(LETTERS) * copies
+                                + LETTERS.index(letter) * copies + c)
+                    ids.append(f"{letter}/{speaker}_{c:02d}.wav")
+                    types.append(TARGET if letter in targets else NONTARGET)
+                    kws.append(letter)
+                    who.append(speaker if record_speakers or role == "eval" else "")
+        meta = DatasetMetadata(language="en", target_keywords=sorted(targets),
+                               backend="mswc", model_id=vectors_path.stem.split("-")[1],
+                               role=role, params=dict(params))
+        return SampleSet(ids=ids, sample_types=types, keywords=kws,
+                         embeddings=vectors[np.asarray(rows)], metadata=meta, speakers=who)
+
+    samples = build(pool_speakers, targets + known, "samples")
+    eval_set = build(eval_speakers, targets + known, "eval")
+    unknown_set = build(names, unknown, "eval")
+    from protos.samples_io import concatenate
+
+    return samples, concatenate([eval_set, unknown_set], "real-speech eval")
+
+
+# ------------------------------------------------------------ DataPerf's published layout
+
+
+def through_dataperf_layout(samples_path: Path, eval_path: Path, workdir: Path
+                            ) -> tuple[SampleSet, SampleSet]:
+    """samples.pb + eval.pb -> DataPerf's parquet/yaml layout -> back, with the converter.
+
+    What comes back is what a participant gets from DataPerf's files: no speakers, no
+    protocol parameters, rows in parquet order.
+    """
+    from selection.dataperf_format import main as convert
+
+    layout, imported = workdir / "dataperf_xx_data", workdir / "imported"
+    if not (imported / "samples.pb").is_file():
+        if convert(["export", "--samples", str(samples_path), "--eval", str(eval_path),
+                    "--outdir", str(layout)]) != 0:
+            raise RuntimeError(f"export of {samples_path} failed")
+        if convert(["import", "--data_dir", str(layout), "--outdir", str(imported),
+                    "--language", "xx"]) != 0:
+            raise RuntimeError(f"import of {layout} failed")
+    return read_samples(imported / "samples.pb"), read_samples(imported / "eval.pb")
+
+
+# ------------------------------------------------------------------ cleanlab baseline
+
+
+def k_medoids(x: np.ndarray, k: int, seed: int, iterations: int = 30) -> np.ndarray:
+    """Indices of ``k`` medoids of ``x`` [n, D] (alternating assignment / medoid update,
+    started from k-means centres' nearest members)."""
+    from sklearn.cluster import KMeans
+
+    n = len(x)
+    if k >= n:
+        return np.arange(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        centres = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x).cluster_centers_
+    distances = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=2)
+    medoids = np.unique(np.argmin(np.linalg.norm(x[:, None, :] - centres[None], axis=2), axis=0))
+    rest = np.setdiff1d(np.arange(n), medoids)
+    if len(medoids) < k:  # two centres with one nearest member
+        medoids = np.concatenate([medoids, rest[:k - len(medoids)]])
+    for _ in range(iterations):
+        assign = np.argmin(distances[:, medoids], axis=1)
+        updated = medoids.copy()
+        for j in range(k):
+            members = np.flatnonzero(assign == j)
+            if len(members):
+                updated[j] = members[np.argmin(distances[np.ix_(members, members)].sum(axis=1))]
+        if (updated == medoids).all():
+            break
+        medoids = updated
+    return medoids
+
+
+def cleanlab_select(pool: Pool) -> dict[str, list[str]]:
+    """A cleanlab-style baseline: out-of-fold class probabilities from a
+    LogisticRegression, cleanlab's label issues dropped, the best-quality half of each
+    class kept, then k-medoids per class with a class-balanced budget."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from selection.implementations.random_balanced import balanced_quota
+
+    x, y = np.asarray(pool.embeddings, dtype=np.float64), pool.labels
+    folds = int(max(2, min(5, pool.class_sizes()[pool.class_sizes() > 0].min())))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probs = cross_val_predict(LogisticRegression(max_iter=500, random_state=pool.seed), x, y,
+                                  cv=StratifiedKFold(folds, shuffle=True, random_state=pool.seed),
+                                  method="predict_proba")
+        issues = find_label_issues(y, probs)
+        quality = get_label_quality_scores(y, probs)
+    quota = balanced_quota(pool.class_sizes(), pool.train_size)
+    chosen = []
+    for c, k in enumerate(quota):
+        if k == 0:
+            continue
+        rows = np.flatnonzero((y == c) & ~issues)
+        if len(rows) < k:
+            rows = np.flatnonzero(y == c)
+        rows = rows[np.argsort(-quality[rows], kind="stable")][:max(int(k), len(rows) // 2)]
+        chosen.append(rows[k_medoids(x[rows], int(k), pool.seed)])
+    return pool.selection_from_indices(np.concatenate(chosen))
+
+
 # ------------------------------------------------------------------------- running
 
 
-def run_algorithms(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
-                   algorithms=ALGORITHMS, seed: int = 0) -> list[dict]:
-    """Score every algorithm at every train size on one experiment.
+def score_rows(samples: SampleSet, rows: np.ndarray, eval_set: SampleSet,
+               embeddings: np.ndarray | None = None, eval_embeddings: np.ndarray | None = None
+               ) -> float:
+    """DataPerf's score of pool ``rows``, trained in the row order of DataPerf's harness."""
+    x = samples.embeddings if embeddings is None else embeddings
+    ex = eval_set.embeddings if eval_embeddings is None else eval_embeddings
+    labels = samples.labels
+    rows = rows[dataperf_training_order(samples.ids[rows], labels[rows], rows)]
+    return score(x[rows], labels[rows], ex, eval_set.labels,
+                 label_names=eval_set.label_names).score
 
-    "random" is the mean over :data:`RANDOM_DRAWS` seeds (``seed``, ``seed + 1``, ...);
-    the others run once with ``seed``. ``select_seconds`` is wall time, ``select_cpu``
-    process CPU time (the machine is shared, so wall time overstates the cost).
+
+def perturbed(samples: SampleSet, eval_set: SampleSet, seed: int, relative: float
+              ) -> tuple[SampleSet, np.ndarray]:
+    """Copies of the vectors with ``relative`` Gaussian noise (last-bit differences of
+    another CPU, oneDNN on or off, at a larger scale)."""
+    rng = np.random.default_rng(seed)
+    x = samples.embeddings * (1 + relative * rng.standard_normal(samples.embeddings.shape))
+    ex = eval_set.embeddings * (1 + relative * rng.standard_normal(eval_set.embeddings.shape))
+    noisy = SampleSet(ids=samples.ids, sample_types=samples.sample_types,
+                      keywords=samples.keywords, embeddings=x.astype(np.float32),
+                      metadata=samples.metadata, speakers=samples.speakers)
+    return noisy, ex.astype(np.float32)
+
+
+def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
+             algorithms=ALGORITHMS, random_draws: int = RANDOM_DRAWS,
+             crossval_runs: int = CROSSVAL_RUNS, noise_runs: int = NOISE_RUNS,
+             noise: float = 1e-6) -> list[dict]:
+    """Score every algorithm at every train size on one pool.
+
+    ``random`` runs with seeds 0..random_draws-1 and ``crossval`` with seeds
+    0..crossval_runs-1 (DataPerf's own baseline is unseeded: one run is one draw of
+    it); the row reports their mean and standard deviation. ``tuned`` runs once with
+    seed 0 (its predicted score is its simulation's), then ``noise_runs`` times on
+    vectors with ``noise`` relative noise: ``f1_runs`` holds those scores.
     """
+    from selection.implementations import tuned
+
     rows = []
     for train_size in train_sizes:
         for name in algorithms:
-            draws = RANDOM_DRAWS if name == "random" else 1
-            f1s, wall, cpu = [], 0.0, 0.0
-            for draw in range(draws):
-                pool = Pool.from_sample_set(samples, train_size, seed + draw)
-                start, start_cpu = time.perf_counter(), time.process_time()
-                picked = validate_selection(implementations.get(name)(pool), pool)
-                wall += time.perf_counter() - start
-                cpu += time.process_time() - start_cpu
-                result = score(samples.embeddings[picked], pool.labels[picked],
-                               eval_set.embeddings, eval_set.labels,
-                               label_names=eval_set.label_names)
-                f1s.append(result.score)
-            rows.append({"train_size": train_size, "algorithm": name,
-                         "f1": float(np.mean(f1s)), "f1_draws": f1s,
-                         "select_seconds": wall / draws, "select_cpu": cpu / draws})
+            entry = {"train_size": train_size, "algorithm": name, "predicted": None,
+                     "fallback": None, "config": None}
+            start = time.process_time()
+            if name in ("random", "crossval"):
+                runs = random_draws if name == "random" else crossval_runs
+                f1s = []
+                for seed in range(runs):
+                    pool = Pool.from_sample_set(samples, train_size, seed)
+                    select = implementations.get(name)
+                    answer = select(pool, verbose=False) if name == "crossval" else select(pool)
+                    f1s.append(score_rows(samples, validate_selection(answer, pool), eval_set))
+                entry.update(f1=float(np.mean(f1s)), f1_runs=f1s)
+            elif name == "cleanlab":
+                pool = Pool.from_sample_set(samples, train_size, 0)
+                f1 = score_rows(samples, validate_selection(cleanlab_select(pool), pool), eval_set)
+                entry.update(f1=f1, f1_runs=[f1])
+            elif name == "tuned":
+                pool = Pool.from_sample_set(samples, train_size, 0)
+                answer, choice = tuned.select_with_choice(pool, verbose=False)
+                f1 = score_rows(samples, validate_selection(answer, pool), eval_set)
+                noisy_f1 = []
+                for k in range(noise_runs):
+                    noisy, noisy_eval = perturbed(samples, eval_set, 100 + k, noise)
+                    npool = Pool.from_sample_set(noisy, train_size, 0)
+                    picked = validate_selection(tuned.select(npool, verbose=False), npool)
+                    noisy_f1.append(score_rows(noisy, picked, eval_set, noisy.embeddings,
+                                               noisy_eval))
+                entry.update(f1=f1, f1_runs=[f1, *noisy_f1],
+                             predicted=None if choice is None else choice.predicted,
+                             fallback=None if choice is None else choice.fallback,
+                             config=None if choice is None else choice.config.describe())
+            else:
+                raise ValueError(f"unknown algorithm {name!r}")
+            entry["f1_sd"] = float(np.std(entry["f1_runs"], ddof=1)) if len(entry["f1_runs"]) > 1 else 0.0
+            entry["cpu_seconds"] = time.process_time() - start
+            rows.append(entry)
     return rows
 
 
-def summarise(results: list[dict], default: str) -> list[str]:
-    """Mean and worst-set gaps of ``default`` against each baseline, per train size."""
-    lines = []
-    for train_size in sorted({r["train_size"] for r in results}):
-        table: dict[str, dict[str, float]] = {}
-        for r in results:
-            if r["train_size"] == train_size:
-                table.setdefault(r["experiment"], {})[r["algorithm"]] = r["f1"]
-        names = sorted({a for scores in table.values() for a in scores})
-        means = {a: np.mean([t[a] for t in table.values()]) for a in names}
-        lines.append(f"train_size {train_size}: {len(table)} sets; mean F1 "
-                     + ", ".join(f"{a} {means[a]:.4f}" for a in names))
-        for base in names:
-            if base == default:
-                continue
-            gaps = np.array([t[default] - t[base] for t in table.values()])
-            lines.append(f"  {default} - {base}: mean {gaps.mean():+.4f}, worst set "
-                         f"{gaps.min():+.4f}, ahead on {int((gaps > 0).sum())}/{len(gaps)}")
-    return lines
-
-
-def markdown(results: list[dict], default: str) -> str:
-    """Per-set table (F1 of every algorithm at every size) plus the summary lines."""
-    sizes = sorted({r["train_size"] for r in results})
-    names = [a for a in ALGORITHMS if any(r["algorithm"] == a for r in results)]
-    table: dict[str, dict[tuple[int, str], float]] = {}
+def markdown(results: list[dict]) -> str:
+    """Per pool and train size: every baseline (mean ± sd over its runs), tuned measured
+    (± sd under noise), tuned predicted, and whether the floor was used."""
+    header = ("| pool | size | random | crossval | cleanlab | tuned | tuned predicted | "
+              "tuned - best baseline | floor used |")
+    lines = [header, "|" + "---|" * 9]
+    table: dict[tuple[str, int], dict[str, dict]] = {}
     for r in results:
-        table.setdefault(r["experiment"], {})[(r["train_size"], r["algorithm"])] = r["f1"]
-    header = "| set | " + " | ".join(f"{a} @{n}" for n in sizes for a in names) + " |"
-    lines = [header, "|" + "---|" * (1 + len(sizes) * len(names))]
-    for experiment, scores in table.items():
-        cells = [f"{scores[(n, a)]:.4f}" if (n, a) in scores else "-" for n in sizes for a in names]
-        lines.append(f"| {experiment} | " + " | ".join(cells) + " |")
-    means = [np.mean([s[(n, a)] for s in table.values() if (n, a) in s]) for n in sizes for a in names]
-    lines.append("| **mean** | " + " | ".join(f"**{m:.4f}**" for m in means) + " |")
-    return "\n".join(lines + [""] + [f"    {line}" for line in summarise(results, default)])
+        table.setdefault((r["pool"], r["train_size"]), {})[r["algorithm"]] = r
+    for (pool, size), by_name in table.items():
+        def cell(name):
+            r = by_name.get(name)
+            if r is None:
+                return "-"
+            return f"{r['f1']:.3f} ± {r['f1_sd']:.3f}" if len(r["f1_runs"]) > 1 else f"{r['f1']:.3f}"
+        t = by_name.get("tuned")
+        baselines = [by_name[n]["f1"] for n in ("random", "crossval", "cleanlab") if n in by_name]
+        gap = f"{t['f1'] - max(baselines):+.3f}" if t and baselines else "-"
+        predicted = f"{t['predicted']:.3f}" if t and t["predicted"] is not None else "-"
+        floor = "yes" if t and t["fallback"] else "no"
+        lines.append(f"| {pool} | {size} | {cell('random')} | {cell('crossval')} | "
+                     f"{cell('cleanlab')} | {cell('tuned')} | {predicted} | {gap} | {floor} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", choices=("mixture", "corpus"), default="mixture")
-    parser.add_argument("--experiments", type=int, default=6,
-                        help="mixture: number of experiments (seeds --first_seed...)")
-    parser.add_argument("--first_seed", type=int, default=1000,
-                        help="mixture: seed of the first experiment")
+    parser.add_argument("--mixture_seeds", type=int, nargs="*", default=[],
+                        help="Gaussian-mixture pools with these seeds")
+    parser.add_argument("--mixture_shift", type=int, nargs="*", default=[0],
+                        help="voices per keyword in a mixture pool (0: pool and eval share "
+                        "voices; k: the pool's keyword clips from k voices, eval's from the "
+                        "others); one pool per value and seed")
+    parser.add_argument("--real_speech_vectors", type=Path, metavar="NPY",
+                        help="the real-speech benchmark's cached vectors of its letter clips "
+                        "(bench/bench_realspeech.py writes CACHE/vectors/NAME-ID-DIGEST.npy)")
+    parser.add_argument("--real_speech_pools", nargs="*", default=[
+        "asterisk_en,klettres_en", "klettres_en_GB,asterisk_ru", "asterisk_en"],
+        help="pool speakers of each real-speech pool (comma-separated; eval: the others)")
+    parser.add_argument("--real_speech_hide_speakers", action="store_true",
+                        help="also score each real-speech pool without its speakers recorded")
     parser.add_argument("--plan", type=Path, metavar="JSON",
                         help="corpus: {lang: [[keyword, ...], ...]} to build and score "
                         "(default: BENCH_PLAN)")
     parser.add_argument("--corpus", type=Path, help="corpus: MSWC-layout corpus root")
-    parser.add_argument("--workdir", type=Path, help="corpus: where experiments are built")
+    parser.add_argument("--workdir", type=Path, help="where experiments are built / converted")
     parser.add_argument("--protocol_flags", default=BENCH_PROTOCOL_FLAGS,
-                        help="corpus: build-dataset protocol flags, one string (default: "
-                        f"{BENCH_PROTOCOL_FLAGS!r})")
+                        help="corpus: build-dataset protocol flags, one string")
     parser.add_argument("--experiment_dirs", type=Path, nargs="*", default=[],
                         help="score already-built experiment dirs (samples.pb + eval.pb)")
+    parser.add_argument("--dataperf_layout", action="store_true",
+                        help="also score every built experiment after a round trip through "
+                        "DataPerf's parquet/yaml layout (the converter; needs --workdir)")
     parser.add_argument("--train_sizes", type=int, nargs="+", default=list(TRAIN_SIZES))
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS))
+    parser.add_argument("--random_draws", type=int, default=RANDOM_DRAWS)
+    parser.add_argument("--crossval_runs", type=int, default=CROSSVAL_RUNS)
+    parser.add_argument("--noise_runs", type=int, default=NOISE_RUNS,
+                        help="tuned reruns on vectors with 1e-6 relative noise")
     parser.add_argument("--json", type=Path, help="write every result as JSON")
-    parser.add_argument("--markdown_from", type=Path, metavar="JSON",
-                        help="print a markdown table of an earlier --json file and exit")
+    parser.add_argument("--markdown_from", type=Path, metavar="JSON", nargs="+",
+                        help="print a markdown table of earlier --json files and exit (a "
+                        "later file's row replaces an earlier one for the same pool, size "
+                        "and algorithm)")
     args = parser.parse_args(argv)
     if args.markdown_from:
-        print(markdown(json.loads(args.markdown_from.read_text()),
-                       implementations.DEFAULT_ALGORITHM))
+        merged: dict[tuple, dict] = {}
+        for path in args.markdown_from:
+            for row in json.loads(path.read_text()):
+                merged[(row["pool"], row["train_size"], row["algorithm"])] = row
+        print(markdown(list(merged.values())))
         return 0
     # LogisticRegression's lbfgs stops at 100 iterations on raw vectors: part of the
     # fixed protocol, not news.
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
-    experiments = []  # (name, samples, eval)
-    if args.experiment_dirs:
-        for d in args.experiment_dirs:
-            experiments.append((d.name, lambda d=d: (read_samples(d / "samples.pb"),
-                                                     read_samples(d / "eval.pb"))))
-    elif args.source == "mixture":
-        for i in range(args.experiments):
-            seed = args.first_seed + i
-            experiments.append((f"mixture-{seed}", lambda seed=seed: mixture_experiment(seed)))
-    else:
-        if not (args.corpus and args.workdir):
-            parser.error("--source corpus needs --corpus and --workdir")
+    experiments = []  # (name, loader)
+    if args.real_speech_vectors:
+        for pool_speakers in args.real_speech_pools:
+            speakers = pool_speakers.split(",")
+            for record in (True, False) if args.real_speech_hide_speakers else (True,):
+                tag = "+".join(speakers) + ("" if record else "-nospeakers")
+                experiments.append((f"real-{tag}", lambda speakers=speakers, record=record:
+                                    real_speech_experiment(args.real_speech_vectors, speakers,
+                                                           record_speakers=record)))
+    built = []  # (name, dir)
+    for d in args.experiment_dirs:
+        built.append((d.name, d))
+    if args.corpus:
+        if not args.workdir:
+            parser.error("--corpus needs --workdir")
         plan = json.loads(args.plan.read_text()) if args.plan else BENCH_PLAN
         for lang, keyword_sets in plan.items():
             for i, keywords in enumerate(keyword_sets):
                 outdir = args.workdir / f"{lang}_set{i}"
+                build_experiment(args.corpus, lang, keywords, outdir, args.protocol_flags.split())
+                built.append((f"{lang}_set{i}", outdir))
+    for name, d in built:
+        experiments.append((name, lambda d=d: (read_samples(d / "samples.pb"),
+                                               read_samples(d / "eval.pb"))))
+        if args.dataperf_layout:
+            if not args.workdir:
+                parser.error("--dataperf_layout needs --workdir")
+            experiments.append((f"{name}-dataperf", lambda d=d, name=name: through_dataperf_layout(
+                d / "samples.pb", d / "eval.pb", args.workdir / f"{name}-dataperf")))
 
-                def load(lang=lang, keywords=keywords, outdir=outdir):
-                    s, e = build_experiment(args.corpus, lang, keywords, outdir,
-                                            args.protocol_flags.split())
-                    return read_samples(s), read_samples(e)
-                experiments.append((f"{lang}_set{i}", load))
+    for seed in args.mixture_seeds:
+        for shift in args.mixture_shift:
+            spec = MixtureSpec(pool_voices_per_target=shift)
+            experiments.append((f"mixture-{seed}-voices{shift or 'all'}",
+                                lambda seed=seed, spec=spec: mixture_experiment(seed, spec)))
+    # One BLAS/OpenMP thread: the fits are small, and the 2 cores are shared.
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(1)
     results = []
     for name, load in experiments:
         samples, eval_set = load()
-        print(f"{name}: pool {len(samples)} clips, eval {len(eval_set)}, "
-              f"{len(samples.label_names) - 1} keywords, {samples.embedding_dim}-d, "
-              f"model {samples.metadata.model_id or '?'}", flush=True)
-        for row in run_algorithms(samples, eval_set, args.train_sizes, args.algorithms):
-            row["experiment"] = name
-            row["model_id"] = samples.metadata.model_id
+        print(f"{name}: pool {len(samples)} clips ({len(set(samples.speakers.tolist()) - {''})} "
+              f"speakers recorded), eval {len(eval_set)}, {len(samples.label_names) - 1} "
+              f"keywords, {samples.embedding_dim}-d, model {samples.metadata.model_id or '?'}",
+              flush=True)
+        for row in run_pool(samples, eval_set, args.train_sizes, args.algorithms,
+                            args.random_draws, args.crossval_runs, args.noise_runs):
+            row["pool"] = name
             results.append(row)
+            extra = ""
+            if row["algorithm"] == "tuned":
+                extra = (f", predicted {row['predicted']:.4f}" if row["predicted"] is not None
+                         else "") + (f", floor: {row['fallback']}" if row["fallback"] else
+                                     f", {row['config']}")
             print(f"  size {row['train_size']:3d} {row['algorithm']:>9}: F1 {row['f1']:.4f} "
-                  f"(select {row['select_seconds']:.1f} s wall, {row['select_cpu']:.1f} s CPU)",
-                  flush=True)
-    default = implementations.DEFAULT_ALGORITHM
-    if default in args.algorithms:
-        for line in summarise(results, default):
-            print(line)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+                  f"(sd {row['f1_sd']:.4f} over {len(row['f1_runs'])} runs, "
+                  f"{row['cpu_seconds']:.0f} s CPU{extra})", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+    print(markdown(results))
     return 0
 
 

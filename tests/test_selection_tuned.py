@@ -155,6 +155,10 @@ def test_expected_eval_mix_follows_the_protocol_parameters(pair):
     bare.metadata = dataclasses.replace(bare.metadata, params={})
     assert tuned._expected_eval_mix(Pool.from_sample_set(bare, 25, 0)) == (
         pytest.approx(1.0), pytest.approx(2.0))
+    # Eval clips per pool clip of a keyword: MSWC's 80/10/10 unless the pool says.
+    assert tuned._target_eval_ratio(pool) == 0.25
+    bare.metadata = dataclasses.replace(bare.metadata, params={"target_eval_ratio": "1.0"})
+    assert tuned._target_eval_ratio(Pool.from_sample_set(bare, 25, 0)) == 1.0
 
 
 def test_beats_random_on_protocol_shaped_pools():
