@@ -33,6 +33,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf import unknown_fields as _unknown_fields
+
+from protos.errors import InputError
 from google.protobuf.message import DecodeError
 
 from protos import samples_pb2
@@ -56,7 +58,7 @@ _VECTOR_FIELD = samples_pb2.Sample.MSWC_EMBEDDING_VECTOR_FIELD_NUMBER
 MAX_MESSAGE_BYTES = 2**31 - 1
 
 
-class SamplesFormatError(ValueError):
+class SamplesFormatError(InputError):
     """A samples.pb / eval.pb file (or a SampleSet about to be written) is invalid."""
 
 

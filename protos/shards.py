@@ -26,13 +26,15 @@ import os
 import re
 from pathlib import Path
 
+from protos.errors import InputError
+
 #: ``stem-00003-of-00016.pb`` -> stem, index, count, suffix.
 SHARD_PATTERN = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5,})-of-(?P<count>\d{5,})(?P<suffix>\.[^./]+)$")
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class ShardSetError(ValueError):
+class ShardSetError(InputError):
     """The files named by a path, directory or glob are not one complete dataset."""
 
 

@@ -37,3 +37,30 @@ def as_from_a_shell() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _sigint_is_left_as_found(request):
+    """Every test leaves Ctrl-C handling in this process as it found it.
+
+    Later tests start children that must see a Ctrl-C; a test that leaves SIGINT
+    ignored or blocked here (so in every child started after it) fails, by name. The
+    state is compared with the one the test found, not with Python's default: a shell
+    starts a background job with SIGINT ignored, and the Ctrl-C tests' children reset
+    it themselves (:func:`as_from_a_shell`).
+    """
+    import signal
+
+    def state():
+        return signal.getsignal(signal.SIGINT), signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+    before = state()
+    yield
+    after = state()
+    if after != before:
+        signal.signal(signal.SIGINT, before[0])
+        signal.pthread_sigmask(signal.SIG_BLOCK if before[1] else signal.SIG_UNBLOCK, {signal.SIGINT})
+        pytest.fail(f"changed SIGINT handling in the test process from {before} to {after}")

@@ -82,6 +82,20 @@ def child(argv: list[str], **kwargs) -> subprocess.Popen:
                             **kwargs)
 
 
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
 def wait_for(predicate, timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
@@ -191,21 +205,16 @@ def test_ctrl_c_mid_build_exits_130_with_one_line_and_keeps_the_previous_dataset
     out = tmp_path / "out"
     before = built(corpus, out)
     # A terminal's Ctrl-C signals the whole process group: the decoding workers too.
-    proc = child(argv_for(corpus, out, "--seed", "5", "--workers", "2", "--batch-size", "4",
+    proc = child(argv_for(corpus, out, "--seed", "5", "--workers", "2", "--batch-size", "2",
                           backend="test-slow"), start_new_session=True)
-    # At once: the decoding workers are still starting, the hardest moment to be quiet.
+    # While the decoding workers are still starting (the hardest moment for them to stay
+    # quiet), but after the main process has spawned them: a Ctrl-C that falls in the
+    # milliseconds of the spawn itself can be lost (docs/BUILD.md).
     wait_for(lambda: any(p.name.startswith(".out.staging-") for p in tmp_path.iterdir()))
+    wait_for(lambda: len(child_pids(proc.pid)) >= 2)
+    time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)
-    # A Ctrl-C during the milliseconds in which the decoding workers are spawned can
-    # be lost (docs/BUILD.md); a user then presses it again.
-    for _ in range(3):
-        try:
-            _, err = proc.communicate(timeout=5)
-            break
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGINT)
-    else:
-        _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err == "build-dataset: interrupted\n"
     assert snapshot(out) == before and leftovers(out) == []
