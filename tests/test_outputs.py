@@ -186,6 +186,18 @@ def test_an_out_in_a_directory_the_build_may_not_write_is_staged_inside_and_publ
 def test_ctrl_c_during_a_publish_is_answered_after_it(tmp_path, monkeypatch):
     import signal
 
+    # As in a terminal, whatever this test process inherited (a shell starts background
+    # jobs with SIGINT ignored): Python's own handler, restored afterwards.
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_during_a_publish(tmp_path, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, found)
+
+
+def _ctrl_c_during_a_publish(tmp_path, monkeypatch):
+    import signal
+
     out = tmp_path / "out"
     publish(out, {"samples.pb": b"old", "eval.pb": b"old"})
     real = LocalOutput._carry_over
