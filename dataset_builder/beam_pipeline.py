@@ -65,6 +65,7 @@ from dataset_builder.beam_io import (
     set_filesystem_options,
 )
 from dataset_builder.beam_plan import COUNTER_NAMESPACE, BackendSpec, OutputLayout, write_plan
+from dataset_builder.clitools import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from dataset_builder.errors import BuildError
 from dataset_builder.launcher import (
     Job,
@@ -95,10 +96,10 @@ class BeamOptions:
 
     runner: str = "DirectRunner"
     pipeline_args: tuple[str, ...] = ()
-    batch_size: int = 256
+    batch_size: int = DEFAULT_BATCH_SIZE
     shards: int = 1
     strict: bool = False
-    workers: int = 2
+    workers: int = DEFAULT_WORKERS
 
 
 #: The class behind ``--runner DaskRunner`` (importing it needs dask.distributed).

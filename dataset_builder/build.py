@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dataset_builder.clitools import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from dataset_builder.errors import BuildError
 from dataset_builder.launcher import (
     Job,
@@ -51,8 +52,8 @@ class RunOptions:
         progress: show a progress bar.
     """
 
-    workers: int = 2
-    batch_size: int = 256
+    workers: int = DEFAULT_WORKERS
+    batch_size: int = DEFAULT_BATCH_SIZE
     chunk_size: int = 64
     strict: bool = False
     progress: bool = False

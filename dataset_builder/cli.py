@@ -28,7 +28,7 @@ import os
 import sys
 from typing import Sequence
 
-from dataset_builder.clitools import HelpFormatter
+from dataset_builder.clitools import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, HelpFormatter
 from dataset_builder.errors import BuildError
 from dataset_builder.protocol import ExperimentParams
 from protos.errors import EXIT_STATUS_HELP, run_cli
@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=defaults.seed, help="seed of every random draw")
 
     run = parser.add_argument_group("running")
-    run.add_argument("--workers", type=int, default=2, help="decoding processes (0: decode in-process)")
-    run.add_argument("--batch-size", type=int, default=256, help="clips per embedding batch")
+    run.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="decoding processes (0: decode in-process)")
+    run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="clips per embedding batch")
     run.add_argument("--strict", action="store_true",
                      help="stop at the first unreadable, empty or silent clip instead of skipping it")
     run.add_argument("--dry-run", action="store_true",

@@ -7,6 +7,13 @@ import contextlib
 import signal
 from typing import Iterator
 
+#: Worker processes a builder command starts by default (decoding, cutting clips): the
+#: project's machines have 2 cores; ``build-dataset`` caps its runners at the core count.
+DEFAULT_WORKERS = 2
+#: Clips per embedding batch in build-dataset, local and Beam (the mswc backend's
+#: throughput sweet spot on 2 cores).
+DEFAULT_BATCH_SIZE = 256
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows an option's default only when it has a real one the help does not already give."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from corpus.words import normalize_word
 from dataset_builder.alignments import AlignedWord, read_alignments
-from dataset_builder.clitools import HelpFormatter, ignore_sigint, sigint_held
+from dataset_builder.clitools import DEFAULT_WORKERS, HelpFormatter, ignore_sigint, sigint_held
 from dataset_builder.errors import BuildError
 from protos.errors import EXIT_STATUS_HELP, run_cli
 
@@ -295,7 +295,7 @@ def extract_corpus(
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     keep_case: bool = False,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
     strict: bool = False,
     overwrite: bool = False,
     progress: bool = False,
@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TRAIN,DEV,TEST shares of the clips; an alignment 'split' column overrides")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     parser.add_argument("--keep-case", action="store_true", help="do not lower-case words")
-    parser.add_argument("--workers", type=int, default=2, help="processes cutting and encoding clips")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="processes cutting and encoding clips")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first unusable row or recording instead of skipping it")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing {lang} corpus in --out")
