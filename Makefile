@@ -36,9 +36,10 @@ demo: $(call stamp,$(DEMO_EXTRAS))
 test: $(call stamp,$(EXTRAS))
 	$(PY) -m pytest -q
 
-# What the machine lacks for the tests (speech engines, libopus), as one apt-get line.
-check-system: $(call stamp,$(DEMO_EXTRAS))
-	$(PY) -m dataset_builder.system_check
+# What the machine lacks for the tests (speech engines, libopus), as one apt-get line
+# (standard library only: needs no virtualenv).
+check-system:
+	$(PYTHON) -m dataset_builder.system_check
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -64,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def extra_models(items: list[str]) -> dict[str, Path]:
+    """``--extra-model NAME=DIR`` values -> ``{"mswc:NAME": DIR}``.
+
+    Raises:
+        ValueError: an item is not NAME=DIR with DIR/mswc_embedding.keras.
+    """
+    models = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not (Path(path) / "mswc_embedding.keras").is_file():
+            raise ValueError(f"--extra-model {item!r}: expected NAME=DIR with DIR/mswc_embedding.keras")
+        models[f"mswc:{name}"] = Path(path)
+    return models
+
+
 def fail(msg: str) -> int:
     print(f"bench_fewshot: error: {msg}", file=sys.stderr)
     return 2
@@ -258,13 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"corpus {corpus} not found: pass --corpus ROOT (the corpus the model was trained on)")
     plan.corpus = str(corpus)
     names = [n for n in args.representations.split(",") if n]
-    extra = {}
-    for item in args.extra_model:
-        name, sep, path = item.partition("=")
-        if not sep or not (Path(path) / "mswc_embedding.keras").is_file():
-            return fail(f"--extra-model {item!r}: expected NAME=DIR with DIR/mswc_embedding.keras")
-        extra[f"mswc:{name}"] = Path(path)
-        names.append(f"mswc:{name}")
+    try:
+        extra = extra_models(args.extra_model)
+    except ValueError as exc:
+        return fail(str(exc))
+    names += list(extra)
     pools = collect_pools(plan, corpus)
     rng = np.random.default_rng(args.seed)
     episodes: dict[str, list[dict]] = {}

@@ -44,6 +44,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_fewshot import extra_models  # noqa: E402
 from bench.real_speech import DEFAULT_CACHE, DEFAULT_COPIES, LETTERS, load_letter_clips  # noqa: E402
 from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_cli  # noqa: E402
 
@@ -358,13 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         if n not in REPRESENTATIONS:
             raise InputError(f"--representations: unknown {n!r}; choose from {', '.join(REPRESENTATIONS)}")
-    models = {"mswc": args.model}
-    for item in args.extra_model:
-        name, sep, path = item.partition("=")
-        if not sep or not (Path(path) / "mswc_embedding.keras").is_file():
-            raise InputError(f"--extra-model {item!r}: expected NAME=DIR with DIR/mswc_embedding.keras")
-        models[f"mswc:{name}"] = Path(path)
-        names.append(f"mswc:{name}")
+    try:
+        extra = extra_models(args.extra_model)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    models = {"mswc": args.model, **extra}
+    names += list(extra)
     bench = RealSpeechBenchmark(args.cache_dir, args.copies, args.seed, args.episodes_per_pair,
                                 args.targets, args.shots, args.nontarget_shots)
     results: dict = {"speakers": bench.speakers, "clips": int(len(bench.clips)), "episodes": len(bench.episodes),

@@ -38,11 +38,16 @@ class Requirement:
 
 
 def _has_libopus() -> bool:
-    try:
-        ctypes.CDLL("libopus.so.0")
-        return True
-    except OSError:
-        return ctypes.util.find_library("opus") is not None
+    # The lookup of corpus._opus.libopus, repeated here because that module needs numpy
+    # and this one runs on the system Python before anything is installed.
+    for name in ("libopus.so.0", ctypes.util.find_library("opus")):
+        if name:
+            try:
+                ctypes.CDLL(name)
+                return True
+            except OSError:
+                continue
+    return False
 
 
 def _has_festival_voice(pattern: str) -> Callable[[], bool]:

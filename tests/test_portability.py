@@ -103,6 +103,19 @@ def test_no_depthwise_node_of_the_shipped_savedmodel_has_unequal_strides():
     assert bad == [], f"depthwise nodes with unequal strides (TensorFlow's own CPU kernel rejects them): {bad}"
 
 
+def test_rebuilding_the_shipped_model_keeps_its_numbers():
+    from embedding_model.backends import weights_identity
+    from embedding_model.export import load_embedder, rebuild_embedder
+    from embedding_model.model import ModelConfig
+
+    state = json.loads((MODELS / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+    shipped = load_embedder(MODELS)
+    rebuilt = rebuild_embedder(shipped, ModelConfig.from_json(state["model_config"]))
+    assert weights_identity(rebuilt) == weights_identity(shipped)
+    clips = _clips(4)
+    np.testing.assert_array_equal(rebuilt.predict(clips, verbose=0), shipped.predict(clips, verbose=0))
+
+
 def test_shipped_identity_is_the_weights_and_graph_hash():
     from embedding_model import get_backend
 
