@@ -102,11 +102,11 @@ class Pool:
         return sorted({v for w in self.by_word.values() for v in w})
 
 
-def collect_pools(plan, corpus: Path) -> dict[str, dict[str, Pool]]:
-    """kind -> lang -> Pool of measurement-only clips."""
+def collect_pools(plan, corpus: Path, langs: list[str] | None = None) -> dict[str, dict[str, Pool]]:
+    """kind -> lang -> Pool of measurement-only clips (of ``langs``; default: every plan language)."""
     from embedding_model.plan import heldout_clips
 
-    langs = sorted(set(plan.langs) | set(plan.holdout_langs))
+    langs = sorted(set(plan.langs) | set(plan.holdout_langs)) if langs is None else langs
     pools: dict[str, dict[str, Pool]] = {k: {} for k in KINDS}
     for lang in langs:
         held = heldout_clips(plan, lang)
@@ -278,7 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         return fail(str(exc))
     names += list(extra)
-    pools = collect_pools(plan, corpus)
+    from corpus.layout import corpus_langs
+
+    # A corpus still being synthesized (or copied) may lack some of the plan's languages:
+    # measure on the others, and say which are missing (in the table and the JSON).
+    present = set(corpus_langs(corpus))
+    wanted = sorted(set(plan.langs) | set(plan.holdout_langs))
+    missing = [lang for lang in wanted if lang not in present]
+    if missing:
+        print(f"bench_fewshot: warning: {corpus} has no index for {', '.join(missing)}; "
+              "measuring on the other languages", file=sys.stderr)
+    pools = collect_pools(plan, corpus, [lang for lang in wanted if lang in present])
     rng = np.random.default_rng(args.seed)
     episodes: dict[str, list[dict]] = {}
     for kind in KINDS:
@@ -302,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         from embedding_model import get_backend
 
         reps[name] = get_backend("mswc", model=path).embed
-    results: dict = {"episodes": {k: len(v) for k, v in episodes.items()}, "scores": {}, "clips": len(clips)}
+    results: dict = {"episodes": {k: len(v) for k, v in episodes.items()}, "scores": {}, "clips": len(clips),
+                     "missing_languages": missing}
     keys_digest = hashlib.sha256(json.dumps(sorted(store.index.items())).encode()).hexdigest()[:16]
     for name, fn in reps.items():
         cached = None

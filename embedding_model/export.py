@@ -17,6 +17,7 @@ Keras 3 on TF 2.16 crashes in ``TFLiteConverter.from_keras_model``, so TFLite is
 converted from the SavedModel. Command line::
 
     python -m embedding_model.export --model RUN_DIR/export --out models [--calibration-corpus ROOT]
+        [--output-gain K]
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ TFLITE_NAME = "mswc_embedding.tflite"
 TFLITE_INT8_NAME = "mswc_embedding_int8.tflite"
 
 
-def save_embedder(backbone, out_dir: str | Path, info: dict | None = None) -> Path:
-    """Save frontend + ``backbone`` as ``out_dir/mswc_embedding.keras`` (+ metadata JSON)."""
+def save_embedder(backbone, out_dir: str | Path, info: dict | None = None, output_gain: float = 1.0) -> Path:
+    """Save frontend + ``backbone`` as ``out_dir/mswc_embedding.keras`` (+ metadata JSON).
+
+    ``output_gain`` (see :func:`set_output_gain`) is applied to the saved copy only: the
+    training backbone keeps its weights, so a resumed run is unaffected.
+    """
     import keras
 
     from embedding_model.backends import weights_identity
@@ -53,10 +58,14 @@ def save_embedder(backbone, out_dir: str | Path, info: dict | None = None) -> Pa
     path = out_dir / KERAS_NAME
     tmp = out_dir / f".{KERAS_NAME}.tmp.keras"
     embedder.save(tmp)
+    if output_gain != 1.0:
+        embedder = load_embedder(tmp)  # a separate copy: the training backbone stays as it is
+        set_output_gain(embedder, output_gain)
+        embedder.save(tmp)
     tmp.replace(path)
     del keras
     meta = {"identity": weights_identity(embedder), "dim": int(embedder.output_shape[-1]),
-            "params": int(embedder.count_params()), **(info or {})}
+            "params": int(embedder.count_params()), "output_gain": float(output_gain), **(info or {})}
     atomic_write_text(out_dir / META_NAME, json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     return path
 
@@ -99,6 +108,32 @@ def rebuild_embedder(embedder, config=None):
     if copied != sum(int(np.prod(w.shape)) for w in old.weights):
         raise ValueError("the rebuilt model does not hold the same number of weights as the saved one")
     return build_embedder(backbone)
+
+
+def set_output_gain(embedder, gain: float) -> None:
+    """Multiply ``embedder``'s output by ``gain`` inside the graph, in place.
+
+    The embedding ends in a LayerNorm (or BatchNorm + ReLU): scaling its gain and bias
+    by ``gain`` scales the output exactly (ReLU commutes with a positive factor), so the
+    graph, its size and its speed are unchanged. Why a gain at all: DataPerf's classifier
+    includes a LogisticRegression with C=1 on the raw vectors, whose regularisation
+    depends on their scale (the RBF SVC's ``gamma="scale"`` does not); see
+    models/MODEL_CARD.md, "Geometry".
+
+    Raises:
+        ValueError: ``gain`` is not a positive finite number.
+    """
+    from embedding_model.model import EMBEDDING_LAYER
+
+    if not (np.isfinite(gain) and gain > 0):
+        raise ValueError(f"the output gain must be a positive number, got {gain}")
+    backbone = embedder.get_layer("backbone")
+    layer = backbone.get_layer(EMBEDDING_LAYER)
+    if not layer.weights:  # Dense + BatchNorm + ReLU: scale the BatchNorm
+        layer = backbone.get_layer("embedding_bn")
+    weights = layer.get_weights()
+    # LayerNorm: [gamma, beta]; BatchNorm: [gamma, beta, moving_mean, moving_variance].
+    layer.set_weights([w * np.float32(gain) if i < 2 else w for i, w in enumerate(weights)])
 
 
 def export_savedmodel(embedder, out_dir: str | Path) -> Path:
@@ -185,7 +220,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def export_all(model_dir: str | Path, out_dir: str | Path, calibration: np.ndarray | None = None,
-               check_clips: np.ndarray | None = None, int8_min_cosine: float = 0.98) -> dict:
+               check_clips: np.ndarray | None = None, int8_min_cosine: float = 0.98,
+               output_gain: float = 1.0) -> dict:
     """Copy the Keras model and write SavedModel + TFLite exports, checking each against Keras.
 
     Args:
@@ -196,6 +232,8 @@ def export_all(model_dir: str | Path, out_dir: str | Path, calibration: np.ndarr
         check_clips: clips [K, 16000] float32 to compare exports on (default: calibration
             clips, else seeded noise bursts).
         int8_min_cosine: the int8 model is kept only if its mean cosine to Keras is at least this.
+        output_gain: multiply the copied model's output by this (:func:`set_output_gain`);
+            the metadata records the new identity and the total gain.
 
     Returns:
         The ``exports`` dict written into ``mswc_embedding.json``: mean/min cosine per format.
@@ -208,6 +246,17 @@ def export_all(model_dir: str | Path, out_dir: str | Path, calibration: np.ndarr
     if model_dir.resolve() != out_dir.resolve():
         atomic_write_bytes(out_dir / KERAS_NAME, (model_dir / KERAS_NAME).read_bytes())
     embedder = load_embedder(out_dir)
+    if output_gain != 1.0:
+        from embedding_model.backends import weights_identity
+
+        set_output_gain(embedder, output_gain)
+        tmp = out_dir / f".{KERAS_NAME}.tmp.keras"
+        embedder.save(tmp)
+        tmp.replace(out_dir / KERAS_NAME)
+        if meta.get("identity"):
+            meta["gain_applied_to"] = meta["identity"]
+        meta["identity"] = weights_identity(embedder)
+        meta["output_gain"] = float(meta.get("output_gain", 1.0)) * float(output_gain)
     if check_clips is None:
         check_clips = calibration[:64] if calibration is not None else _probe_clips()
     reference = embedder.predict(check_clips, verbose=0, batch_size=64)
@@ -304,6 +353,9 @@ def _run(argv: list[str] | None) -> int:
     p.add_argument("--out", required=True, type=Path, help="output directory (e.g. models)")
     p.add_argument("--calibration-corpus", type=Path, default=None,
                    help="MSWC-layout corpus to calibrate int8 on (int8 is skipped without it)")
+    p.add_argument("--output-gain", type=float, default=1.0,
+                   help="multiply the model's output by this inside the graph (the final LayerNorm's "
+                   "gain and bias); the identity changes (default: 1, unchanged)")
     p.add_argument("--int8-min-cosine", type=float, default=0.98,
                    help="keep the int8 model only if its mean cosine to the Keras embeddings is at least this (default: 0.98)")
     args = p.parse_args(argv)
@@ -317,7 +369,10 @@ def _run(argv: list[str] | None) -> int:
             if isinstance(exc, InputError):
                 raise
             raise InputError(f"--calibration-corpus {args.calibration_corpus}: {exc}") from exc
-    checks = export_all(args.model, args.out, calibration=calibration, int8_min_cosine=args.int8_min_cosine)
+    if not (np.isfinite(args.output_gain) and args.output_gain > 0):
+        raise InputError(f"--output-gain must be a positive number, got {args.output_gain}")
+    checks = export_all(args.model, args.out, calibration=calibration, int8_min_cosine=args.int8_min_cosine,
+                        output_gain=args.output_gain)
     print(json.dumps(checks, indent=1))
     return 0
 

@@ -28,7 +28,7 @@ def ship(config: TrainConfig, plan: TrainingPlan, trainer: Trainer, state: dict,
     from embedding_model.export import calibration_clips, export_all, save_embedder
 
     export_dir = config.run_dir / "export"
-    save_embedder(trainer.backbone, export_dir, info)
+    save_embedder(trainer.backbone, export_dir, info, output_gain=config.output_gain)
     plan.save(export_dir / "holdout.json")
     if ship_to is not None:
         export_all(export_dir, ship_to, calibration=calibration_clips(plan.corpus, n=200, seed=config.seed))

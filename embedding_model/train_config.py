@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,8 @@ class TrainConfig:
         unlabelled: directory of unlabelled real-speech windows (``python -m
             embedding_model.unlabelled``), mixed into training with the distillation
             loss only; None: none.
+        ewn_windows_only: EfficientWord-Net teaches on the unlabelled windows only (its
+            targets cached beside them); the corpus clips keep openWakeWord's.
         workers: processes for the cache.
         cache_only, export_only: stop after the cache; export the latest checkpoint only.
 
@@ -72,6 +75,8 @@ class TrainConfig:
         distill_weight, head_dim, specaugment,
         clean_only, seed, max_minutes, checkpoint_minutes, resume_from, ship_to,
         no_progress: as the flags of the same names.
+        output_gain: the exported model's output is multiplied by this inside the graph
+            (``embedding_model.export.set_output_gain``); training is unaffected.
     """
 
     corpus: Path
@@ -90,6 +95,7 @@ class TrainConfig:
     ewn_targets: Path | None = None
     ewn_dims: int = 96
     unlabelled: Path | None = None
+    ewn_windows_only: bool = False
     workers: int = 2
     cache_only: bool = False
     export_only: bool = False
@@ -110,6 +116,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     resume_from: Path | None = None
     ship_to: Path | None = None
+    output_gain: float = 1.0
     no_progress: bool = False
 
     def __post_init__(self) -> None:
@@ -124,12 +131,21 @@ class TrainConfig:
                 raise TrainingError(f"--teacher {self.teacher!r}: expected 'centered2s:N', 'bare:N' or 'none'")
         if self.ewn_dims < 1:
             raise TrainingError(f"--ewn-dims must be >= 1, got {self.ewn_dims}")
-        if self.unlabelled is not None and self.teacher is None and self.ewn_targets is None:
+        if self.unlabelled is not None and self.teacher is None and not self.uses_ewn:
             raise TrainingError("--unlabelled windows are distillation-only: they need --teacher or --ewn-targets")
+        if self.ewn_windows_only and (self.unlabelled is None or self.ewn_targets is not None):
+            raise TrainingError("--ewn-windows-only needs --unlabelled DIR and replaces --ewn-targets: give one of them")
+        if not (math.isfinite(self.output_gain) and self.output_gain > 0):
+            raise TrainingError(f"--output-gain must be a positive number, got {self.output_gain}")
         if self.model_size not in MODEL_SIZES:
             raise TrainingError(f"--model-size {self.model_size!r}: choose one of {', '.join(sorted(MODEL_SIZES))}")
         if self.embedding not in EMBEDDINGS:
             raise TrainingError(f"--embedding {self.embedding!r}: choose one of {', '.join(EMBEDDINGS)}")
+
+    @property
+    def uses_ewn(self) -> bool:
+        """EfficientWord-Net is a teacher (on the corpus clips, or on the unlabelled windows only)."""
+        return self.ewn_targets is not None or self.ewn_windows_only
 
     @property
     def cache_root(self) -> Path:
@@ -200,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--unlabelled", type=Path, default=None, metavar="DIR",
                    help="unlabelled real-speech windows (python -m embedding_model.unlabelled --out DIR), "
                    "trained on with the distillation loss only (default: none)")
+    g.add_argument("--ewn-windows-only", action="store_true",
+                   help="EfficientWord-Net teaches on the --unlabelled windows only (targets from "
+                   "python -m embedding_model.ewn --windows DIR); the corpus clips keep openWakeWord's")
     g.add_argument("--workers", type=int, default=_DEFAULTS["workers"],
                    help="processes for the cache (default: %(default)s)")
     g.add_argument("--cache-only", action="store_true", help="build the plan and cache, then stop")
@@ -241,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this checkpoint directory (e.g. models/checkpoint) if RUN_DIR has none")
     g.add_argument("--ship-to", type=Path, default=None,
                    help="when done, export every format and the small checkpoint here (e.g. models)")
+    g.add_argument("--output-gain", type=float, default=_DEFAULTS["output_gain"],
+                   help="multiply the exported model's output by this inside the graph; training is "
+                   "unaffected (default: %(default)s)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -261,7 +283,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "holdout_engines": _csv_list(args["holdout_engines"]),
         "teacher": teacher,
         # Without a teacher there is nothing to distil (recorded as weight 0).
-        "distill_weight": args["distill_weight"] if teacher or args["ewn_targets"] else 0.0,
+        "distill_weight": args["distill_weight"] if teacher or args["ewn_targets"] or args["ewn_windows_only"] else 0.0,
         "specaugment": bool(args["specaugment"]),
     }
     return TrainConfig(**{**args, **parsed})

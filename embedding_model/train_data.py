@@ -9,6 +9,9 @@ Two optional inputs widen the teacher signal: EfficientWord-Net targets cached p
 appended to openWakeWord's 96 dimensions, so one teacher head predicts both), and
 unlabelled real-speech windows (``--unlabelled``), added as training rows with class
 id -1: they carry teacher targets and no class, so only the distillation loss sees them.
+With ``--ewn-windows-only`` EfficientWord-Net teaches on the real windows alone (its
+targets cached beside them), and the corpus clips keep openWakeWord only: each
+teacher's part of a row has its own mask (:attr:`TrainingSet.teacher_mask`).
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ class TrainingSet:
         teacher: np.ndarray [shape=(M, T)] float32 teacher targets (zeros: none); T = 96
             (openWakeWord), + ``ewn_dims`` with EfficientWord-Net.
         is_val: np.ndarray [shape=(M,)] bool, True for validation (DEV) clips.
+        teacher_parts: widths of the teachers' parts of ``teacher``, in order (e.g.
+            (96, 96) for openWakeWord then EfficientWord-Net); None: one part. A part of
+            a row that is all zeros has no target there.
     """
 
     features: np.ndarray
     labels: np.ndarray
     teacher: np.ndarray
     is_val: np.ndarray
+    teacher_parts: tuple[int, ...] | None = None
 
     @property
     def train_idx(self) -> np.ndarray:
@@ -50,8 +57,21 @@ class TrainingSet:
 
     @property
     def has_teacher(self) -> np.ndarray:
-        """np.ndarray [shape=(M,)] float32: 1 where the clip has a teacher target."""
+        """np.ndarray [shape=(M,)] float32: 1 where the clip has a target from any teacher."""
         return np.any(self.teacher != 0, axis=1).astype(np.float32)
+
+    @property
+    def teacher_mask(self) -> np.ndarray:
+        """np.ndarray [shape=(M, T)] float32: 1 on the dimensions of each teacher part the row has a target for."""
+        parts = self.teacher_parts or (self.teacher.shape[1],)
+        if sum(parts) != self.teacher.shape[1]:
+            raise ValueError(f"teacher parts {parts} do not add up to the {self.teacher.shape[1]} target dimensions")
+        masks, start = [], 0
+        for width in parts:
+            block = self.teacher[:, start:start + width]
+            masks.append(np.repeat(np.any(block != 0, axis=1, keepdims=True), width, axis=1))
+            start += width
+        return np.concatenate(masks, axis=1).astype(np.float32)
 
     @property
     def n_views(self) -> int:
@@ -68,13 +88,21 @@ class TrainingSet:
         return int(np.sum(self.labels < 0))
 
     def teacher_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and std (+1e-3) of the training clips' teacher targets, [T] float32 each."""
+        """Per-dimension mean and std (+1e-3) of the training rows' teacher targets, [T] float32 each.
+
+        Each dimension's statistics come from the rows that have a target there; a
+        dimension no training row has gets mean 0 and std 1.
+        """
         train = self.train_idx
-        targets = self.teacher[train][self.has_teacher[train] > 0]
-        dim = self.teacher.shape[1]
-        if not len(targets):
-            return np.zeros(dim, np.float32), np.ones(dim, np.float32)
-        return targets.mean(0), targets.std(0) + 1e-3
+        targets = self.teacher[train].astype(np.float64)
+        mask = self.teacher_mask[train].astype(np.float64)
+        count = mask.sum(0)
+        safe = np.maximum(count, 1.0)
+        mean = (targets * mask).sum(0) / safe
+        var = (np.square(targets - mean) * mask).sum(0) / safe
+        std = np.sqrt(var) + 1e-3
+        mean[count == 0], std[count == 0] = 0.0, 1.0
+        return mean.astype(np.float32), std.astype(np.float32)
 
 
 def load_training_set(config: TrainConfig, plan: TrainingPlan) -> TrainingSet:
@@ -107,6 +135,8 @@ def load_training_set(config: TrainConfig, plan: TrainingPlan) -> TrainingSet:
         teachers.append(t[ok])
         if config.ewn_targets is not None:
             ewn.append(_ewn_rows(config.ewn_targets, lang, [r.link for r in refs])[ok])
+        elif config.ewn_windows_only:
+            ewn.append(int(ok.sum()))  # rows without a target (zeros, once the width is known)
         labels.append(np.array([class_index[f"{lang}/{r.word}"] for r in refs], dtype=np.int32)[ok])
         is_val.append(np.array([r.split == "DEV" for r in refs], dtype=bool)[ok])
     if not feats:
@@ -116,27 +146,32 @@ def load_training_set(config: TrainConfig, plan: TrainingPlan) -> TrainingSet:
 
         rirs = rirs if rirs is not None else make_rir_bank(64, seed=config.seed)
         extra = distillation_set(config.unlabelled, views=config.views, seed=config.seed, rirs=rirs,
-                                 teacher=config.teacher, ewn=config.ewn_targets is not None,
+                                 teacher=config.teacher, ewn=config.uses_ewn,
                                  progress=not config.no_progress)
         n = len(extra["features"])
         feats.append(extra["features"])
         teachers.append(extra["oww"] if "oww" in extra else np.zeros((n, teachers[0].shape[1]), np.float32))
         labels.append(np.full(n, -1, np.int32))
         is_val.append(np.zeros(n, bool))
-        if config.ewn_targets is not None:
+        if config.uses_ewn:
             ewn.append(extra["ewn"])
         log(f"unlabelled: {n} real-speech windows from {config.unlabelled}, distillation only")
     is_val_all = np.concatenate(is_val)
     teacher = np.concatenate(teachers).astype(np.float32)
     if config.teacher is None:
         teacher = np.zeros((len(teacher), 0), np.float32)
-    if config.ewn_targets is not None:
+    parts = (teacher.shape[1],) if teacher.shape[1] else ()
+    if config.uses_ewn:
+        width = next(e.shape[1] for e in ewn if not isinstance(e, int))
+        ewn = [np.zeros((e, width), np.float16) if isinstance(e, int) else e for e in ewn]
         teacher = _append_ewn(teacher, np.concatenate(ewn), ~is_val_all, config.ewn_dims)
+        parts = (*parts, teacher.shape[1] - sum(parts))
     data = TrainingSet(
         features=np.concatenate(feats),  # in RAM
         labels=np.concatenate(labels),
         teacher=teacher if teacher.shape[1] else np.zeros((len(teacher), TEACHER_DIM), np.float32),
         is_val=is_val_all,
+        teacher_parts=parts or None,
     )
     n_val = len(data.val_idx)
     log(f"data: {len(data.labels) - n_val - data.n_unlabelled} training clips, {data.n_unlabelled} unlabelled, "
@@ -165,8 +200,8 @@ def _append_ewn(teacher: np.ndarray, ewn: np.ndarray, train_rows: np.ndarray, di
     """Append the EfficientWord-Net targets' first ``dims`` principal components to ``teacher``.
 
     The projection is fitted on the training rows that have a target (a deterministic
-    SVD, so a resumed run gets the same targets). A row missing either teacher loses
-    both (all zeros = no teacher target).
+    SVD, so a resumed run gets the same targets). A row without an EfficientWord-Net
+    target gets zeros in that part (no target there) and keeps its openWakeWord part.
     """
     ewn = ewn.astype(np.float32)
     finite = np.all(np.isfinite(ewn), axis=1)
@@ -179,9 +214,5 @@ def _append_ewn(teacher: np.ndarray, ewn: np.ndarray, train_rows: np.ndarray, di
     _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
     dims = min(dims, vt.shape[0])
     projected = ((ewn - mean) @ vt[:dims].T).astype(np.float32)
-    out = np.concatenate([teacher, projected], axis=1)
-    missing = ~has
-    if teacher.shape[1]:
-        missing |= ~np.any(teacher != 0, axis=1)
-    out[missing] = 0.0
-    return out
+    projected[~has] = 0.0
+    return np.concatenate([teacher, projected], axis=1)

@@ -86,9 +86,9 @@ class Trainer:
         targets = onehot * (1 - smooth) + smooth / self.n_classes
         per_clip_ce = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
         ce = tf.reduce_sum(per_clip_ce * labelled) / tf.maximum(tf.reduce_sum(labelled), 1.0)
+        # has_t: [N, T], 1 on the dimensions (teacher parts) the row has a target for.
         tz = (t - self.teacher_mean) / self.teacher_std
-        per_clip = tf.reduce_mean(tf.square(tpred - tz), axis=-1)
-        distill = tf.reduce_sum(per_clip * has_t) / tf.maximum(tf.reduce_sum(has_t), 1.0)
+        distill = tf.reduce_sum(tf.square(tpred - tz) * has_t) / tf.maximum(tf.reduce_sum(has_t), 1.0)
         return ce, distill
 
     def _train_step(self, x, y, t, has_t):
@@ -273,7 +273,7 @@ def _run_epoch(trainer: Trainer, config: TrainConfig, data: TrainingSet, state: 
     view_of = rng.integers(data.n_views, size=len(order))
     if config.clean_only:
         view_of[:] = 0
-    labels, teacher, has_teacher = data.labels, data.teacher, data.has_teacher
+    labels, teacher, has_teacher = data.labels, data.teacher, data.teacher_mask
     sums = np.zeros(4)
     count = 0
     budget_hit = False
