@@ -246,7 +246,9 @@ def test_floor_when_each_keyword_has_one_speaker(pair, capsys):
     assert choice.fallback and "safe allocation" in err and "one speaker each" in err
     assert choice.config == tuned.safe_config(pool.num_classes)
     counts = np.bincount(pool.labels[validate_selection(answer, pool)], minlength=pool.num_classes)
-    assert counts.max() - counts.min() <= 1, counts  # balanced classes
+    # crossval's split: 40 % of the budget to nontargets, the rest even over keywords.
+    assert counts[0] == round(0.4 * 25), counts
+    assert counts[1:].max() - counts[1:].min() <= 1, counts
 
 
 def test_choice_survives_last_bit_noise_in_the_vectors(pair):
@@ -262,3 +264,46 @@ def test_choice_survives_last_bit_noise_in_the_vectors(pair):
     b, choice_b = tuned.select_with_choice(Pool.from_sample_set(noisy, 25, 0), verbose=False)
     assert choice_a.config == choice_b.config
     assert a == b
+
+
+def test_picks_cover_every_speaker_of_a_keyword():
+    """Two speakers per keyword, one recorded ten times as often (a dense cluster): the
+    keyword's picks are shared between the two voices, where TypiClust alone would
+    spend them all on the dense one."""
+    rng = np.random.default_rng(4)
+    dense = rng.standard_normal(8) + 0.05 * rng.standard_normal((30, 8))
+    sparse = rng.standard_normal(8) + 3.0 + 0.5 * rng.standard_normal((3, 8))
+    z = np.concatenate([dense, sparse]).astype(np.float32)
+    groups = np.array(["s:a"] * 30 + ["s:b"] * 3)
+    typ = tuned.typicality(z, np.zeros(len(z), dtype=np.int64))
+    rows = np.arange(len(z))
+
+    def pick(r, k):
+        return tuned.pick_central(z, typ, r, k)
+
+    alone = pick(rows, 4)
+    assert set(groups[alone].tolist()) == {"s:a"}
+    spread = tuned.spread_over_groups(rows, groups, 4, pick)
+    assert len(spread) == 4 and len(set(spread.tolist())) == 4
+    assert sorted(groups[spread].tolist()) == ["s:a", "s:a", "s:b", "s:b"]
+    # More groups than picks: the picker alone decides.
+    many = np.array([f"s:{i}" for i in range(len(z))])
+    assert tuned.spread_over_groups(rows, many, 4, pick).tolist() == alone.tolist()
+
+
+def test_prediction_is_bracketed_when_keywords_have_few_speakers(pair):
+    """Two speakers per keyword: holding one out trains on a single voice, so the
+    prediction comes from a split by recording and both are reported; with seven
+    speakers the speaker split stands alone."""
+    samples, _ = pair
+    two = np.asarray([f"spk{i % 2}" for i in range(len(samples))])
+    choice = tuned.simulate(Pool.from_sample_set(with_speakers(samples, two), 25, 0),
+                            tuned.prepare(Pool.from_sample_set(with_speakers(samples, two), 25, 0)),
+                            n_repeats=3)
+    low, high = choice.predicted_range
+    assert choice.predicted == high
+    assert low == pytest.approx(float(np.mean(choice.scores[choice.config])))
+    assert "one voice per keyword held out" in choice.describe()
+    seven = np.asarray([f"spk{i % 7}" for i in range(len(samples))])
+    pool = Pool.from_sample_set(with_speakers(samples, seven), 25, 0)
+    assert tuned.simulate(pool, tuned.prepare(pool), n_repeats=3).predicted_range is None

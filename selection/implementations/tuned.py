@@ -52,6 +52,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from protos.dataperf import macro_f1, make_classifier, protocol_warnings_silenced
+from selection.implementations.random_balanced import balanced_quota
 from selection.pool import Pool, SelectionError
 
 #: Dimensions kept by the PCA projection used for distances (not for training).
@@ -93,6 +94,13 @@ TARGET_EVAL_RATIO = 0.25
 #: DataPerf's protocol (known words, unknown words, clips per word), assumed when the
 #: pool does not record its own (e.g. files imported from DataPerf's layout).
 DATAPERF_PROTOCOL = (100, 100, 200)
+#: Nontarget share of the safe allocation (the floor): the share DataPerf's
+#: cross-validation baseline gives them (its TARGET_FRACTION is 0.6).
+SAFE_NONTARGET_FRACTION = 0.4
+#: Keywords with fewer speakers than this (median over keywords) leave the simulation's
+#: pseudo-pool with one voice each where the pool has two or three: its score is then
+#: a lower bound, and the prediction comes from a split by recording (see :func:`simulate`).
+MIN_SIMULATED_VOICES = 4
 #: Pools smaller than this per class are not simulated (too little to split).
 MIN_SIMULATION_CLIPS = 4
 
@@ -381,6 +389,40 @@ class _View:
     z: np.ndarray  # projection per full-pool row
     typ: np.ndarray  # typicality (within class for targets, within word for nontargets)
     candidate: np.ndarray  # bool per full-pool row: passed the label-noise filter
+    groups: np.ndarray | None = None  # str per full-pool row: speaker / near-duplicate group
+
+
+def spread_over_groups(rows: np.ndarray, groups: np.ndarray | None, m: int, pick) -> np.ndarray:
+    """``m`` rows of one class, shared evenly among its groups (speakers, or groups of
+    near-duplicate clips) when it has at most ``m`` of them, ``pick(rows, k)`` within
+    each; otherwise ``pick(rows, m)``.
+
+    DataPerf scores on speakers the pool never has: a pick that spends a keyword's
+    few clips on one of its speakers (its densest, so the most "typical") leaves the
+    classifier one voice to generalise from. Covering every voice of the pool is the
+    hedge that needs no estimate of which voice is nearer the eval's.
+
+    Args:
+        rows : np.ndarray [shape=(R,)] int. Candidate rows of one class.
+        groups : np.ndarray [shape=(N,)] str or None. Group of every pool row.
+        m: how many to pick.
+        pick: ``pick(rows, k) -> np.ndarray`` of ``k`` distinct rows.
+
+    Returns:
+        np.ndarray [shape=(min(m, R),)] int64.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if groups is None or m <= 1 or m >= len(rows):
+        return pick(rows, m)
+    names, inverse, counts = np.unique(groups[rows], return_inverse=True, return_counts=True)
+    if len(names) < 2 or len(names) > m:
+        return pick(rows, m)
+    # Larger groups first take the odd clips (balanced_quota favours lower indices).
+    order = np.argsort(-counts, kind="stable")
+    quota = np.zeros(len(names), dtype=np.int64)
+    quota[order] = balanced_quota(counts[order], m)
+    parts = [pick(rows[inverse == g], int(quota[g])) for g in order if quota[g] > 0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _select_rows(view: _View, config: Config, budget: int, num_classes: int, seed: int,
@@ -417,17 +459,23 @@ def _select_rows(view: _View, config: Config, budget: int, num_classes: int, see
             else:
                 picked = pick_nontargets(config.nontarget_picker, view.z, view.typ, clean,
                                          view.words, target_centres, int(quota[c]), seed)
-        elif config.target_picker == "central":
-            picked = pick_central(view.z, view.typ, clean, int(quota[c]))
-        elif config.target_picker == "core":
-            core = pick_central(view.z, view.typ, clean,
-                                max(int(quota[c]), int(np.ceil(CORE_SHARE * len(clean)))))
-            picked = pick_typical(view.z, view.typ, core, int(quota[c]), seed + c)
         else:
-            picked = pick_typical(view.z, view.typ, clean, int(quota[c]), seed + c)
+            picked = spread_over_groups(
+                clean, view.groups, int(quota[c]),
+                lambda rows, k, c=c: _pick_targets(view, config.target_picker, rows, k, seed + c))
         cache[key] = picked
         chosen.append(picked)
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _pick_targets(view: _View, picker: str, rows: np.ndarray, m: int, seed: int) -> np.ndarray:
+    """``m`` of ``rows`` (one keyword's clips) by a target picker."""
+    if picker == "central":
+        return pick_central(view.z, view.typ, rows, m)
+    if picker == "core":
+        core = pick_central(view.z, view.typ, rows, max(m, int(np.ceil(CORE_SHARE * len(rows)))))
+        return pick_typical(view.z, view.typ, core, m, seed)
+    return pick_typical(view.z, view.typ, rows, m, seed)
 
 
 def _expected_eval_mix(pool: Pool) -> tuple[float, float]:
@@ -509,19 +557,20 @@ class SplitPlan:
     unsplittable: list[str]
 
 
-def plan_splits(pool: Pool, prepared: "Prepared") -> SplitPlan:
+def plan_splits(pool: Pool, prepared: "Prepared", by_speaker: bool = True) -> SplitPlan:
     """Group the pool's clips into units the simulation never cuts (see :class:`SplitPlan`).
 
     DataPerf's eval set takes a keyword's clips from the corpus's DEV and TEST splits,
     whose speakers are not in the pool: holding out whole speakers is what makes the
     simulation's pseudo-eval set as foreign to the pick as the real one. Nontarget
     words are grouped by near-duplicates only (DataPerf splits a known word's clips
-    between pool and eval at random).
+    between pool and eval at random). ``by_speaker=False`` groups targets by
+    near-duplicates even when speakers are recorded.
     """
     labels, speakers = pool.labels, pool.speakers
     groups = np.empty(len(labels), dtype=object)
     target_rows = np.flatnonzero(labels > 0)
-    use_speakers = len(target_rows) > 0 and bool((speakers[target_rows] != "").all())
+    use_speakers = by_speaker and len(target_rows) > 0 and bool((speakers[target_rows] != "").all())
     unsplittable = []
     for c in range(pool.num_classes):
         if c == 0:
@@ -633,10 +682,20 @@ def _fit_score(x_train, y_train, x_eval, y_eval, w_eval, num_classes: int, seed:
 
 
 def safe_config(num_classes: int) -> Config:
-    """The floor: the budget shared equally among nontarget and every keyword (as
-    class-balanced random does), typical-but-diverse picks in each class (TypiClust
-    over the whole class), nontargets spread over many words."""
-    return Config(1.0 / max(num_classes, 1), "typical", "words")
+    """The floor: DataPerf's cross-validation baseline's split of the budget
+    (:data:`SAFE_NONTARGET_FRACTION` to nontargets, the rest shared evenly among the
+    keywords), typical-but-diverse picks in each class (TypiClust over the whole class,
+    spread over its speakers), nontargets spread over many words.
+
+    Not the class-balanced split of ``random``: eval.pb is mostly nontargets (86-90 %
+    on the benchmark's pools, 99 % in DataPerf's), so a keyword's F1 rests on its
+    precision against them, and one nontarget clip in six leaves the classifier
+    calling nontargets keywords (on Gaussian-mixture pools with speaker shift, the
+    class-balanced split scored below every 40-60 % split; ``num_classes`` is kept for
+    callers, the share no longer depends on it).
+    """
+    del num_classes
+    return Config(SAFE_NONTARGET_FRACTION, "typical", "words")
 
 
 def candidate_configs(num_classes: int | None = None) -> list[Config]:
@@ -657,6 +716,7 @@ class Prepared:
     z: np.ndarray
     typ: np.ndarray
     candidate: np.ndarray
+    plan: "SplitPlan | None" = None
 
 
 def prepare(pool: Pool) -> Prepared:
@@ -677,7 +737,9 @@ def prepare(pool: Pool) -> Prepared:
     target_rows = np.flatnonzero(labels > 0)
     agreement = label_agreement(z, labels, target_rows)
     candidate[target_rows] = agreement >= MIN_LABEL_AGREEMENT
-    return Prepared(z=z, typ=typ, candidate=candidate)
+    prepared = Prepared(z=z, typ=typ, candidate=candidate)
+    prepared.plan = plan_splits(pool, prepared)
+    return prepared
 
 
 @dataclasses.dataclass
@@ -699,11 +761,15 @@ class Choice:
     scores: dict
     fallback: str | None
     split_by: str = ""
+    predicted_range: tuple[float, float] | None = None
 
     def describe(self) -> str:
         if self.fallback:
             return f"{self.config.describe()} (the safe allocation: {self.fallback})"
-        return (f"{self.config.describe()} (simulated macro F1 {self.predicted:.4f}, "
+        bracket = "" if self.predicted_range is None else (
+            f" (between {self.predicted_range[0]:.4f}, one voice per keyword held out, and "
+            f"{self.predicted_range[1]:.4f}, recordings held out)")
+        return (f"{self.config.describe()} (simulated macro F1 {self.predicted:.4f}{bracket}, "
                 f"{len(self.scores)} configurations x {len(next(iter(self.scores.values())))} "
                 f"pool splits by {self.split_by})")
 
@@ -731,7 +797,7 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
     if (sizes[present] < MIN_SIMULATION_CLIPS).any():
         small = [pool.label_names[c] for c in np.flatnonzero(present & (sizes < MIN_SIMULATION_CLIPS))]
         return Choice(safe, None, {}, f"too few clips to simulate DataPerf for {small}")
-    plan = plan_splits(pool, prepared)
+    plan = prepared.plan if prepared.plan is not None else plan_splits(pool, prepared)
     if plan.unsplittable:
         return Choice(safe, None, {}, f"cannot hold out part of {plan.unsplittable}: one "
                       f"{'speaker' if plan.by == 'speaker' else 'group of near-duplicate clips'}"
@@ -748,7 +814,7 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
     for r, (train_rows, held_rows, held_weight) in enumerate(
             _pseudo_splits(pool, pool.seed, n_repeats, plan)):
         view = _View(train_rows, pool.labels, pool.keywords, prepared.z, prepared.typ,
-                     prepared.candidate)
+                     prepared.candidate, plan.groups)
         x_eval, y_eval = x[held_rows], pool.labels[held_rows]
         picks: dict[tuple, np.ndarray] = {}
         by_rows: dict[tuple, float] = {}
@@ -779,11 +845,44 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
     # The floor: a choice that the simulation cannot tell from the safe allocation is
     # not worth its risk on eval speakers the pool has never heard.
     advantage = float((arrays[chosen] - arrays[safe]).mean())
+    fallback = None
     if chosen != safe and advantage <= max(CHOICE_MARGIN, noise(chosen, safe)):
-        return Choice(safe, float(arrays[safe].mean()), scores,
-                      f"the simulation does not tell {chosen.describe()} from it "
-                      f"({advantage:+.4f} simulated macro F1)", plan.by)
-    return Choice(chosen, float(arrays[chosen].mean()), scores, None, plan.by)
+        fallback = (f"the simulation does not tell {chosen.describe()} from it "
+                    f"({advantage:+.4f} simulated macro F1)")
+        chosen = safe
+    predicted, bracket = float(arrays[chosen].mean()), None
+    if plan.by == "speaker" and _few_voices(pool, plan):
+        # Holding out one of a keyword's two or three voices trains on fewer voices than
+        # the pool has: a pessimistic estimate. Holding out recordings within the voices
+        # keeps every voice in the pseudo-pool but scores on voices the pick has heard.
+        # Both ends are reported; the prediction is the second, because every pseudo-pool
+        # is also smaller than the pool (half the keyword clips, two thirds of the
+        # words), which on the development pools cost more than hearing the eval's
+        # voices gained (their middle fell 0.11-0.14 below the measured score, the
+        # recording split 0.06-0.08; real-speech letter pools of other speaker pairs and
+        # letter draws than the benchmark's).
+        by_recording = plan_splits(pool, prepared, by_speaker=False)
+        if not by_recording.unsplittable:
+            upper = []
+            for r, (train_rows, held_rows, held_weight) in enumerate(
+                    _pseudo_splits(pool, pool.seed, n_repeats, by_recording)):
+                view = _View(train_rows, pool.labels, pool.keywords, prepared.z, prepared.typ,
+                             prepared.candidate, plan.groups)
+                rows = _select_rows(view, chosen, pool.train_size, pool.num_classes, pool.seed + r)
+                upper.append(_fit_score(x[rows], pool.labels[rows], x[held_rows],
+                                        pool.labels[held_rows], held_weight, pool.num_classes,
+                                        pool.seed + r))
+            bracket = (predicted, float(np.mean(upper)))
+            predicted = bracket[1]
+    return Choice(chosen, predicted, scores, fallback, plan.by, bracket)
+
+
+def _few_voices(pool: Pool, plan: SplitPlan) -> bool:
+    """True when the median keyword has fewer than :data:`MIN_SIMULATED_VOICES`
+    speakers: a pseudo-pool of half of them is then a poorer set of voices than the pool."""
+    counts = [len(set(plan.groups[pool.labels == c].tolist()))
+              for c in range(1, pool.num_classes) if (pool.labels == c).any()]
+    return bool(counts) and float(np.median(counts)) < MIN_SIMULATED_VOICES
 
 
 def choose_config(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = None,
@@ -816,7 +915,8 @@ def select_with_choice(pool: Pool, config: Config | None = None, n_repeats: int 
             if verbose:
                 print(f"tuned: {choice.describe()}", file=sys.stderr)
         view = _View(np.arange(len(pool.ids)), pool.labels, pool.keywords, prepared.z,
-                     prepared.typ, prepared.candidate)
+                     prepared.typ, prepared.candidate,
+                     None if prepared.plan is None else prepared.plan.groups)
         rows = _select_rows(view, config, pool.train_size, pool.num_classes, pool.seed)
     return pool.selection_from_indices(rows), choice
 
