@@ -296,14 +296,14 @@ def test_prediction_is_bracketed_when_keywords_have_few_speakers(pair):
     prediction comes from a split by recording and both are reported; with seven
     speakers the speaker split stands alone."""
     samples, _ = pair
+    configs = [tuned.DEFAULT_CONFIG, tuned.Config(0.5, "typical", "words")]  # a fast test
     two = np.asarray([f"spk{i % 2}" for i in range(len(samples))])
-    choice = tuned.simulate(Pool.from_sample_set(with_speakers(samples, two), 25, 0),
-                            tuned.prepare(Pool.from_sample_set(with_speakers(samples, two), 25, 0)),
-                            n_repeats=3)
+    pool = Pool.from_sample_set(with_speakers(samples, two), 25, 0)
+    choice = tuned.simulate(pool, tuned.prepare(pool), configs, n_repeats=3)
     low, high = choice.predicted_range
     assert choice.predicted == high
     assert low == pytest.approx(float(np.mean(choice.scores[choice.config])))
     assert "one voice per keyword held out" in choice.describe()
     seven = np.asarray([f"spk{i % 7}" for i in range(len(samples))])
     pool = Pool.from_sample_set(with_speakers(samples, seven), 25, 0)
-    assert tuned.simulate(pool, tuned.prepare(pool), n_repeats=3).predicted_range is None
+    assert tuned.simulate(pool, tuned.prepare(pool), configs, n_repeats=3).predicted_range is None

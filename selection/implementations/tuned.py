@@ -764,11 +764,13 @@ class Choice:
     predicted_range: tuple[float, float] | None = None
 
     def describe(self) -> str:
-        if self.fallback:
-            return f"{self.config.describe()} (the safe allocation: {self.fallback})"
         bracket = "" if self.predicted_range is None else (
             f" (between {self.predicted_range[0]:.4f}, one voice per keyword held out, and "
-            f"{self.predicted_range[1]:.4f}, recordings held out)")
+            f"{self.predicted_range[1]:.4f}, recordings held out: the prediction)")
+        if self.fallback:
+            predicted = "" if self.predicted is None else (
+                f"; simulated macro F1 {self.predicted:.4f}{bracket}")
+            return f"{self.config.describe()} (the safe allocation: {self.fallback}{predicted})"
         return (f"{self.config.describe()} (simulated macro F1 {self.predicted:.4f}{bracket}, "
                 f"{len(self.scores)} configurations x {len(next(iter(self.scores.values())))} "
                 f"pool splits by {self.split_by})")
