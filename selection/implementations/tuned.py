@@ -24,14 +24,19 @@ The default selection algorithm. Three ideas:
    Targets are held out by **speaker** when the pool records speakers (DataPerf's
    eval clips come from speakers the pool does not have), else by groups of
    near-duplicate clips (augmented copies of one recording stay on one side).
+   A keyword's picks are shared among its speakers (or near-duplicate groups) when
+   it has no more of them than picks: the eval's voices are none of the pool's.
    A configuration replaces the default only by a margin that survives the spread
    over the splits, and a **floor** applies: when the pool cannot be split that way,
-   or the simulation cannot tell its choice from a safe allocation (classes balanced,
-   typical-but-diverse picks), the safe allocation is used and stderr says why.
-   eval.pb is never read.
+   when its keywords have only 2-3 speakers each (a pseudo-pool would keep one voice
+   per keyword), or when the simulation cannot tell its choice from the safe
+   allocation (crossval's 40 % nontarget share, typical-but-diverse picks), tuned
+   selects as DataPerf's cross-validation baseline does (:data:`FLOOR_BY_CROSSVAL`)
+   and stderr says why. eval.pb is never read.
 
 Deterministic for a given ``pool.seed``. Cost on 2 cores: a few seconds for a pool of
-a few thousand clips, well under a minute for 20,000 clips of 1,024 dims.
+a few thousand clips, well under a minute for 20,000 clips of 1,024 dims; when the floor
+applies, add crossval's 100 fits (each scored on the rest of the pool).
 """
 
 from __future__ import annotations
@@ -793,10 +798,13 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
     by split, stays above :data:`CHOICE_MARGIN` after subtracting one standard error
     of those paired differences (``mean - std / sqrt(n)``): last-bit differences in the
     vectors then do not flip the choice. The safe configuration (:func:`safe_config`)
-    is used instead, with the reason, when the pool cannot be split (a keyword with
-    fewer than :data:`MIN_SIMULATION_CLIPS` clips, or with a single speaker or a
-    single group of near-duplicates), or when no configuration, the default included,
+    is returned instead, with the reason in ``fallback``, when the pool cannot be split
+    (a keyword with fewer than :data:`MIN_SIMULATION_CLIPS` clips, or with a single
+    speaker or a single group of near-duplicates), when its keywords have fewer than
+    :data:`MIN_SIMULATED_VOICES` speakers (median; only the safe configuration is then
+    simulated, for the prediction), or when no configuration, the default included,
     is told apart from the safe one (their paired differences are within noise).
+    :func:`select_with_choice` then applies the floor.
     """
     safe = safe_config(pool.num_classes)
     configs = list(configs or candidate_configs(pool.num_classes))
