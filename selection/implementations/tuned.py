@@ -28,11 +28,11 @@ The default selection algorithm. Three ideas:
    it has no more of them than picks: the eval's voices are none of the pool's.
    A configuration replaces the default only by a margin that survives the spread
    over the splits, and a **floor** applies: when the pool cannot be split that way,
-   when its keywords have only 2-3 speakers each (a pseudo-pool would keep one voice
-   per keyword), or when the simulation cannot tell its choice from the safe
-   allocation (crossval's 40 % nontarget share, typical-but-diverse picks), tuned
-   selects as DataPerf's cross-validation baseline does (:data:`FLOOR_BY_CROSSVAL`)
-   and stderr says why. eval.pb is never read.
+   or when its keywords have only 2-3 speakers each (a pseudo-pool would keep one
+   voice per keyword), tuned selects as DataPerf's cross-validation baseline does
+   (:data:`FLOOR_BY_CROSSVAL`); when the simulation cannot tell its choice from the
+   safe allocation (crossval's 40 % nontarget share, typical-but-diverse picks), it
+   uses the safe allocation. stderr says why. eval.pb is never read.
 
 Deterministic for a given ``pool.seed``. Cost on 2 cores: a few seconds for a pool of
 a few thousand clips, well under a minute for 20,000 clips of 1,024 dims; when the floor
@@ -103,7 +103,7 @@ DATAPERF_PROTOCOL = (100, 100, 200)
 #: Nontarget share of the safe allocation (the floor): the share DataPerf's
 #: cross-validation baseline gives them (its TARGET_FRACTION is 0.6).
 SAFE_NONTARGET_FRACTION = 0.4
-#: When the floor applies (see :func:`simulate`), select as DataPerf's cross-validation
+#: When the simulation cannot weigh the configurations (see :func:`simulate`), select as DataPerf's cross-validation
 #: baseline does (its 60/40 split, 100 random subsets, the best on the rest of the
 #: pool; seeded with ``pool.seed``) instead of :func:`safe_config`'s typical picks: the
 #: floor is then the baseline itself. False: the typical picks (cheaper: crossval costs
@@ -775,6 +775,9 @@ class Choice:
     split_by: str = ""
     predicted_range: tuple[float, float] | None = None
     floor: str = ""
+    #: True when the simulation could not weigh the configurations at all (the pool
+    #: cannot be split, or too few voices): the floor is then crossval's selection.
+    untested: bool = False
 
     def describe(self) -> str:
         bracket = "" if self.predicted_range is None else (
@@ -814,12 +817,13 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
         return Choice(configs[0], None, {}, None)
     if (sizes[present] < MIN_SIMULATION_CLIPS).any():
         small = [pool.label_names[c] for c in np.flatnonzero(present & (sizes < MIN_SIMULATION_CLIPS))]
-        return Choice(safe, None, {}, f"too few clips to simulate DataPerf for {small}")
+        return Choice(safe, None, {}, f"too few clips to simulate DataPerf for {small}",
+                      untested=True)
     plan = prepared.plan if prepared.plan is not None else plan_splits(pool, prepared)
     if plan.unsplittable:
         return Choice(safe, None, {}, f"cannot hold out part of {plan.unsplittable}: one "
                       f"{'speaker' if plan.by == 'speaker' else 'group of near-duplicate clips'}"
-                      " each", plan.by)
+                      " each", plan.by, untested=True)
     few_voices = plan.by == "speaker" and _few_voices(pool, plan)
     if few_voices:
         # A pseudo-pool of one voice per keyword is no model of a pool of two or three:
@@ -903,7 +907,7 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
                                         pool.seed + r))
             bracket = (predicted, float(np.mean(upper)))
             predicted = bracket[1]
-    return Choice(chosen, predicted, scores, fallback, plan.by, bracket)
+    return Choice(chosen, predicted, scores, fallback, plan.by, bracket, untested=few_voices)
 
 
 def _few_voices(pool: Pool, plan: SplitPlan) -> bool:
@@ -947,7 +951,10 @@ def select_with_choice(pool: Pool, config: Config | None = None, n_repeats: int 
             config = choice.config
             if verbose:
                 print(f"tuned: {choice.describe()}", file=sys.stderr)
-        if choice is not None and choice.fallback and FLOOR_BY_CROSSVAL:
+        # Where the simulation weighed the configurations and found none better than
+        # the safe allocation, the safe allocation is what it validated; where it could
+        # not weigh them, DataPerf's own baseline is the floor.
+        if choice is not None and choice.untested and FLOOR_BY_CROSSVAL:
             try:
                 answer = crossval.select(pool, verbose=False)
             except SelectionError:  # a pool too small to stratify: the safe allocation
