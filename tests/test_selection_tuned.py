@@ -246,7 +246,10 @@ def test_floor_when_each_keyword_has_one_speaker(pair, capsys):
     assert choice.fallback and "safe allocation" in err and "one speaker each" in err
     assert choice.config == tuned.safe_config(pool.num_classes)
     counts = np.bincount(pool.labels[validate_selection(answer, pool)], minlength=pool.num_classes)
-    # crossval's split: 40 % of the budget to nontargets, the rest even over keywords.
+    # The simulation could not weigh anything: the floor is crossval's own selection
+    # (40 % of the budget to nontargets, the rest even over keywords).
+    assert "cross-validation baseline" in err and choice.floor == "crossval"
+    assert answer == implementations.get("crossval")(pool, verbose=False)
     assert counts[0] == round(0.4 * 25), counts
     assert counts[1:].max() - counts[1:].min() <= 1, counts
 
