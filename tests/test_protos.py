@@ -23,9 +23,6 @@ from protos import (
 )
 from protos.synthetic import random_sample_set
 
-# Also run under the second supported Python in CI (.ci/run: -m second_python).
-pytestmark = pytest.mark.second_python
-
 # The original DataPerf example's schema, as its README documents it.
 SEED_PROTO = textwrap.dedent("""\
     syntax = "proto3";

@@ -29,9 +29,6 @@ yaml = pytest.importorskip("yaml")
 from eval.cli import main as eval_main  # noqa: E402
 from selection.dataperf_format import main as convert  # noqa: E402
 
-# Also run under the second supported Python in CI (.ci/run: -m second_python).
-pytestmark = pytest.mark.second_python
-
 SEEDS = [5, 69, 98, 70, 95, 64, 37, 11, 4, 32]
 KEYWORDS = ["kite", "bell", "moon"]
 NONTARGET_WORDS = ["tree", "sand", "rope", "fish"]
