@@ -10,7 +10,8 @@
 # See docs/CONTAINER.md, including how to build it with podman and a local base image
 # on machines that cannot reach a container registry.
 
-# Any image with Python 3.11 and the `venv` module will do (the project requires 3.11).
+# Any image with Python 3.11 or 3.12 and the `venv` module will do (the project
+# supports both). The default stays 3.11; a 3.12 base was checked too (docs/CONTAINER.md).
 ARG BASE_IMAGE=python:3.11-slim
 
 # ---- build stage: a virtual environment with the project installed (not editable) ----

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 PACKAGE = Path(__file__).resolve().parent.parent / "dataset_builder"
 
 #: Bottom first: a module may import only modules listed before it.

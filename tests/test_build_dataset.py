@@ -14,6 +14,9 @@ from protos import NONTARGET, TARGET, read_samples
 from protos.errors import EXIT_STATUS_HELP
 from tests.builder_helpers import make_tone_corpus
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 LANG = "es"
 WORDS = ["año", "sí", "casa", *[f"w{i}" for i in range(7)]]
 CLIPS_PER_WORD = 16  # 10 TRAIN, 3 DEV, 3 TEST

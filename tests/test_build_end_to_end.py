@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dataset_builder import cli
 from protos import read_samples
 from tests.fixtures_corpus import TINY_CLIPS_PER_WORD, TINY_TARGETS
+
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
 
 LANG = "es"
 

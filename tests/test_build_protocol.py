@@ -10,6 +10,9 @@ from corpus.layout import ClipRecord
 from dataset_builder.errors import BuildError
 from dataset_builder.protocol import NONTARGET, TARGET, ExperimentParams, design_experiment
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 
 def make_records(words: dict[str, tuple[int, int, int]], invalid: int = 0) -> list[ClipRecord]:
     """Splits rows: word -> (TRAIN, DEV, TEST) clip counts; ``invalid`` extra VALID=False rows per word."""

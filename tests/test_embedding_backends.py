@@ -7,6 +7,9 @@ import embedding_model
 from embedding_model import BackendUnavailable, get_backend, list_backends, register_backend
 from tests.fixtures_model import speechlike_clips
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 
 def test_registry_lists_the_three_backends():
     assert {"mswc", "openwakeword", "wav2vec2"} <= set(list_backends())

@@ -6,6 +6,9 @@ import pytest
 from embedding_model import frontend
 from tests.fixtures_model import speechlike_clips
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 
 def _librosa_logmel(y):
     import librosa

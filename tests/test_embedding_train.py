@@ -10,6 +10,9 @@ import pytest
 
 from tests.fixtures_model import train_tiny
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 
 def _corpus_clips(corpus: Path, n: int = 6) -> np.ndarray:
     from corpus.audio import load_clip

@@ -18,6 +18,9 @@ from eval.scoring import DATAPERF_SEEDS, score
 from protos import NONTARGET, SampleSet, read_samples, write_samples
 from protos.synthetic import random_sample_set
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 TARGETS = ["kilo", "alfa", "echo"]
 
 

@@ -16,6 +16,9 @@ from selection.implementations import crossval, random_balanced
 from selection.main import EXIT_BAD_INPUT, EXIT_BAD_SELECTION, EXIT_USAGE, main
 from selection.pool import Pool, SelectionError, validate_selection
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 
 @pytest.fixture(scope="module")
 def samples_path(tmp_path_factory):

@@ -14,6 +14,9 @@ from selection import implementations
 from selection.implementations import random_balanced, tuned
 from selection.pool import Pool, validate_selection
 
+# Also run under the second supported Python in CI (.ci/run: -m second_python).
+pytestmark = pytest.mark.second_python
+
 TARGETS = ("alpha", "beta", "gamma", "delta")
 
 
