@@ -385,12 +385,14 @@ def perturbed(samples: SampleSet, eval_set: SampleSet, seed: int, relative: floa
 def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
              algorithms=ALGORITHMS, random_draws: int = RANDOM_DRAWS,
              crossval_runs: int = CROSSVAL_RUNS, noise_runs: int = NOISE_RUNS,
-             noise: float = 1e-6) -> list[dict]:
+             noise: float = 1e-6, cleanlab_runs: int = 1) -> list[dict]:
     """Score every algorithm at every train size on one pool.
 
     ``random`` runs with seeds 0..random_draws-1 and ``crossval`` with seeds
     0..crossval_runs-1 (DataPerf's own baseline is unseeded: one run is one draw of
-    it); the row reports their mean and standard deviation. ``tuned`` runs once with
+    it), ``cleanlab`` with seeds 0..cleanlab_runs-1 (its folds, LogisticRegression and
+    k-medoids are seeded: the runs measure how much that seed moves it); the row
+    reports their mean and standard deviation. ``tuned`` runs once with
     seed 0 (its predicted score is its simulation's), then ``noise_runs`` times on
     vectors with ``noise`` relative noise: ``f1_runs`` holds those scores.
     """
@@ -412,9 +414,11 @@ def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
                     f1s.append(score_rows(samples, validate_selection(answer, pool), eval_set))
                 entry.update(f1=float(np.mean(f1s)), f1_runs=f1s)
             elif name == "cleanlab":
-                pool = Pool.from_sample_set(samples, train_size, 0)
-                f1 = score_rows(samples, validate_selection(cleanlab_select(pool), pool), eval_set)
-                entry.update(f1=f1, f1_runs=[f1])
+                f1s = []
+                for seed in range(cleanlab_runs):
+                    pool = Pool.from_sample_set(samples, train_size, seed)
+                    f1s.append(score_rows(samples, validate_selection(cleanlab_select(pool), pool), eval_set))
+                entry.update(f1=float(np.mean(f1s)), f1_runs=f1s)
             elif name == "tuned":
                 pool = Pool.from_sample_set(samples, train_size, 0)
                 answer, choice = tuned.select_with_choice(pool, verbose=False)
@@ -495,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS))
     parser.add_argument("--random_draws", type=int, default=RANDOM_DRAWS)
     parser.add_argument("--crossval_runs", type=int, default=CROSSVAL_RUNS)
+    parser.add_argument("--cleanlab_runs", type=int, default=1,
+                        help="cleanlab runs with seeds 0..N-1, for its spread (default: 1)")
     parser.add_argument("--noise_runs", type=int, default=NOISE_RUNS,
                         help="tuned reruns on vectors with 1e-6 relative noise")
     parser.add_argument("--json", type=Path, help="write every result as JSON")
@@ -562,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
               f"keywords, {samples.embedding_dim}-d, model {samples.metadata.model_id or '?'}",
               flush=True)
         for row in run_pool(samples, eval_set, args.train_sizes, args.algorithms,
-                            args.random_draws, args.crossval_runs, args.noise_runs):
+                            args.random_draws, args.crossval_runs, args.noise_runs,
+                            cleanlab_runs=args.cleanlab_runs):
             row["pool"] = name
             results.append(row)
             extra = ""
