@@ -102,11 +102,10 @@ class Pool:
         return sorted({v for w in self.by_word.values() for v in w})
 
 
-def collect_pools(plan, corpus: Path, langs: list[str] | None = None) -> dict[str, dict[str, Pool]]:
-    """kind -> lang -> Pool of measurement-only clips (of ``langs``; default: every plan language)."""
+def collect_pools(plan, corpus: Path, langs: list[str]) -> dict[str, dict[str, Pool]]:
+    """kind -> lang -> Pool of measurement-only clips of ``langs``."""
     from embedding_model.plan import heldout_clips
 
-    langs = sorted(set(plan.langs) | set(plan.holdout_langs)) if langs is None else langs
     pools: dict[str, dict[str, Pool]] = {k: {} for k in KINDS}
     for lang in langs:
         held = heldout_clips(plan, lang)

@@ -404,20 +404,18 @@ def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
             entry = {"train_size": train_size, "algorithm": name, "predicted": None,
                      "fallback": None, "config": None}
             start = time.process_time()
-            if name in ("random", "crossval"):
-                runs = random_draws if name == "random" else crossval_runs
+            if name in ("random", "crossval", "cleanlab"):
+                runs = {"random": random_draws, "crossval": crossval_runs, "cleanlab": cleanlab_runs}[name]
                 f1s = []
                 for seed in range(runs):
                     pool = Pool.from_sample_set(samples, train_size, seed)
-                    select = implementations.get(name)
-                    answer = select(pool, verbose=False) if name == "crossval" else select(pool)
+                    if name == "cleanlab":
+                        answer = cleanlab_select(pool)
+                    elif name == "crossval":
+                        answer = implementations.get(name)(pool, verbose=False)
+                    else:
+                        answer = implementations.get(name)(pool)
                     f1s.append(score_rows(samples, validate_selection(answer, pool), eval_set))
-                entry.update(f1=float(np.mean(f1s)), f1_runs=f1s)
-            elif name == "cleanlab":
-                f1s = []
-                for seed in range(cleanlab_runs):
-                    pool = Pool.from_sample_set(samples, train_size, seed)
-                    f1s.append(score_rows(samples, validate_selection(cleanlab_select(pool), pool), eval_set))
                 entry.update(f1=float(np.mean(f1s)), f1_runs=f1s)
             elif name == "tuned":
                 pool = Pool.from_sample_set(samples, train_size, 0)

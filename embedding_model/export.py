@@ -55,18 +55,24 @@ def save_embedder(backbone, out_dir: str | Path, info: dict | None = None, outpu
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     embedder = build_embedder(backbone)
-    path = out_dir / KERAS_NAME
-    tmp = out_dir / f".{KERAS_NAME}.tmp.keras"
-    embedder.save(tmp)
+    path = _save_keras(embedder, out_dir)
     if output_gain != 1.0:
-        embedder = load_embedder(tmp)  # a separate copy: the training backbone stays as it is
+        embedder = load_embedder(path)  # a separate copy: the training backbone stays as it is
         set_output_gain(embedder, output_gain)
-        embedder.save(tmp)
-    tmp.replace(path)
+        _save_keras(embedder, out_dir)
     del keras
     meta = {"identity": weights_identity(embedder), "dim": int(embedder.output_shape[-1]),
             "params": int(embedder.count_params()), "output_gain": float(output_gain), **(info or {})}
     atomic_write_text(out_dir / META_NAME, json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def _save_keras(embedder, out_dir: Path) -> Path:
+    """``embedder`` as ``out_dir/mswc_embedding.keras``, written beside it and renamed into place."""
+    path = out_dir / KERAS_NAME
+    tmp = out_dir / f".{KERAS_NAME}.tmp.keras"
+    embedder.save(tmp)
+    tmp.replace(path)
     return path
 
 
@@ -110,6 +116,12 @@ def rebuild_embedder(embedder, config=None):
     return build_embedder(backbone)
 
 
+def check_output_gain(gain: float) -> None:
+    """Raise ValueError unless ``gain`` is a positive finite number."""
+    if not (np.isfinite(gain) and gain > 0):
+        raise ValueError(f"the output gain must be a positive number, got {gain}")
+
+
 def set_output_gain(embedder, gain: float) -> None:
     """Multiply ``embedder``'s output by ``gain`` inside the graph, in place.
 
@@ -125,8 +137,7 @@ def set_output_gain(embedder, gain: float) -> None:
     """
     from embedding_model.model import EMBEDDING_LAYER
 
-    if not (np.isfinite(gain) and gain > 0):
-        raise ValueError(f"the output gain must be a positive number, got {gain}")
+    check_output_gain(gain)
     backbone = embedder.get_layer("backbone")
     layer = backbone.get_layer(EMBEDDING_LAYER)
     if not layer.weights:  # Dense + BatchNorm + ReLU: scale the BatchNorm
@@ -250,9 +261,7 @@ def export_all(model_dir: str | Path, out_dir: str | Path, calibration: np.ndarr
         from embedding_model.backends import weights_identity
 
         set_output_gain(embedder, output_gain)
-        tmp = out_dir / f".{KERAS_NAME}.tmp.keras"
-        embedder.save(tmp)
-        tmp.replace(out_dir / KERAS_NAME)
+        _save_keras(embedder, out_dir)
         if meta.get("identity"):
             meta["gain_applied_to"] = meta["identity"]
         meta["identity"] = weights_identity(embedder)
@@ -369,8 +378,10 @@ def _run(argv: list[str] | None) -> int:
             if isinstance(exc, InputError):
                 raise
             raise InputError(f"--calibration-corpus {args.calibration_corpus}: {exc}") from exc
-    if not (np.isfinite(args.output_gain) and args.output_gain > 0):
-        raise InputError(f"--output-gain must be a positive number, got {args.output_gain}")
+    try:
+        check_output_gain(args.output_gain)
+    except ValueError as exc:
+        raise InputError(f"--output-gain: {exc}") from exc
     checks = export_all(args.model, args.out, calibration=calibration, int8_min_cosine=args.int8_min_cosine,
                         output_gain=args.output_gain)
     print(json.dumps(checks, indent=1))

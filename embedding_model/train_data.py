@@ -17,6 +17,7 @@ teacher's part of a row has its own mask (:attr:`TrainingSet.teacher_mask`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -55,12 +56,7 @@ class TrainingSet:
     def val_idx(self) -> np.ndarray:
         return np.flatnonzero(self.is_val)
 
-    @property
-    def has_teacher(self) -> np.ndarray:
-        """np.ndarray [shape=(M,)] float32: 1 where the clip has a target from any teacher."""
-        return np.any(self.teacher != 0, axis=1).astype(np.float32)
-
-    @property
+    @functools.cached_property
     def teacher_mask(self) -> np.ndarray:
         """np.ndarray [shape=(M, T)] float32: 1 on the dimensions of each teacher part the row has a target for."""
         parts = self.teacher_parts or (self.teacher.shape[1],)
@@ -135,8 +131,6 @@ def load_training_set(config: TrainConfig, plan: TrainingPlan) -> TrainingSet:
         teachers.append(t[ok])
         if config.ewn_targets is not None:
             ewn.append(_ewn_rows(config.ewn_targets, lang, [r.link for r in refs])[ok])
-        elif config.ewn_windows_only:
-            ewn.append(int(ok.sum()))  # rows without a target (zeros, once the width is known)
         labels.append(np.array([class_index[f"{lang}/{r.word}"] for r in refs], dtype=np.int32)[ok])
         is_val.append(np.array([r.split == "DEV" for r in refs], dtype=bool)[ok])
     if not feats:
@@ -162,8 +156,9 @@ def load_training_set(config: TrainConfig, plan: TrainingPlan) -> TrainingSet:
         teacher = np.zeros((len(teacher), 0), np.float32)
     parts = (teacher.shape[1],) if teacher.shape[1] else ()
     if config.uses_ewn:
-        width = next(e.shape[1] for e in ewn if not isinstance(e, int))
-        ewn = [np.zeros((e, width), np.float16) if isinstance(e, int) else e for e in ewn]
+        if config.ewn_targets is None:  # windows only: the corpus rows before them have no target
+            windows = ewn[0]
+            ewn = [np.zeros((len(teacher) - len(windows), windows.shape[1]), np.float16), windows]
         teacher = _append_ewn(teacher, np.concatenate(ewn), ~is_val_all, config.ewn_dims)
         parts = (*parts, teacher.shape[1] - sum(parts))
     data = TrainingSet(

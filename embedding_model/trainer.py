@@ -273,7 +273,7 @@ def _run_epoch(trainer: Trainer, config: TrainConfig, data: TrainingSet, state: 
     view_of = rng.integers(data.n_views, size=len(order))
     if config.clean_only:
         view_of[:] = 0
-    labels, teacher, has_teacher = data.labels, data.teacher, data.teacher_mask
+    labels, teacher, teacher_mask = data.labels, data.teacher, data.teacher_mask
     sums = np.zeros(4)
     count = 0
     budget_hit = False
@@ -285,7 +285,7 @@ def _run_epoch(trainer: Trainer, config: TrainConfig, data: TrainingSet, state: 
         idx, views = order[sel], view_of[sel]
         x = data.features[idx, views].astype(np.float32)
         out = trainer.train_step(tf.constant(x), tf.constant(labels[idx]), tf.constant(teacher[idx]),
-                                 tf.constant(has_teacher[idx]))
+                                 tf.constant(teacher_mask[idx]))
         sums += [float(o) for o in out]
         count += 1
         state["step_in_epoch"] = step + 1

@@ -833,29 +833,12 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
         configs = [safe]
     elif safe not in configs:
         configs.append(safe)
-    scores = {c: [] for c in configs}
-    x = pool.embeddings
     if show_progress:
         print(f"tuned: simulating DataPerf on the pool: {len(configs)} configurations x "
               f"{n_repeats} pool splits by {plan.by}", file=sys.stderr, flush=True)
     progress = tqdm(total=n_repeats * len(configs), desc="tuned: simulating DataPerf",
                     unit="fit", disable=None if show_progress else True)
-    for r, (train_rows, held_rows, held_weight) in enumerate(
-            _pseudo_splits(pool, pool.seed, n_repeats, plan)):
-        view = _View(train_rows, pool.labels, pool.keywords, prepared.z, prepared.typ,
-                     prepared.candidate, plan.groups)
-        x_eval, y_eval = x[held_rows], pool.labels[held_rows]
-        picks: dict[tuple, np.ndarray] = {}
-        by_rows: dict[tuple, float] = {}
-        for config in configs:
-            rows = _select_rows(view, config, pool.train_size, pool.num_classes, pool.seed + r,
-                                picks)
-            key = tuple(np.sort(rows).tolist())
-            if key not in by_rows:
-                by_rows[key] = _fit_score(x[rows], pool.labels[rows], x_eval, y_eval,
-                                          held_weight, pool.num_classes, pool.seed + r)
-            scores[config].append(by_rows[key])
-            progress.update()
+    scores = _simulated_scores(pool, prepared, configs, plan, plan.groups, n_repeats, progress)
     progress.close()
     arrays = {c: np.asarray(v) for c, v in scores.items()}
 
@@ -884,7 +867,7 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
                     f"({advantage:+.4f} simulated macro F1)")
         chosen = safe
     predicted, bracket = float(arrays[chosen].mean()), None
-    if plan.by == "speaker" and _few_voices(pool, plan):
+    if few_voices:
         # Holding out one of a keyword's two or three voices trains on fewer voices than
         # the pool has: a pessimistic estimate. Holding out recordings within the voices
         # keeps every voice in the pseudo-pool but scores on voices the pick has heard.
@@ -896,18 +879,38 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
         # letter draws than the benchmark's).
         by_recording = plan_splits(pool, prepared, by_speaker=False)
         if not by_recording.unsplittable:
-            upper = []
-            for r, (train_rows, held_rows, held_weight) in enumerate(
-                    _pseudo_splits(pool, pool.seed, n_repeats, by_recording)):
-                view = _View(train_rows, pool.labels, pool.keywords, prepared.z, prepared.typ,
-                             prepared.candidate, plan.groups)
-                rows = _select_rows(view, chosen, pool.train_size, pool.num_classes, pool.seed + r)
-                upper.append(_fit_score(x[rows], pool.labels[rows], x[held_rows],
-                                        pool.labels[held_rows], held_weight, pool.num_classes,
-                                        pool.seed + r))
-            bracket = (predicted, float(np.mean(upper)))
+            # Picks still spread over the speakers (plan.groups); the split holds out recordings.
+            upper = _simulated_scores(pool, prepared, [chosen], by_recording, plan.groups, n_repeats)
+            bracket = (predicted, float(np.mean(upper[chosen])))
             predicted = bracket[1]
     return Choice(chosen, predicted, scores, fallback, plan.by, bracket, untested=few_voices)
+
+
+def _simulated_scores(pool: Pool, prepared: Prepared, configs: Sequence[Config], plan: SplitPlan,
+                      groups: np.ndarray | None, n_repeats: int, progress=None) -> dict[Config, list[float]]:
+    """Each configuration's simulated macro F1 on ``n_repeats`` pseudo-pool / pseudo-eval
+    splits of ``plan`` (picks spread over ``groups``); a pick shared by two
+    configurations on a split is fitted once."""
+    scores: dict[Config, list[float]] = {c: [] for c in configs}
+    x = pool.embeddings
+    for r, (train_rows, held_rows, held_weight) in enumerate(
+            _pseudo_splits(pool, pool.seed, n_repeats, plan)):
+        view = _View(train_rows, pool.labels, pool.keywords, prepared.z, prepared.typ,
+                     prepared.candidate, groups)
+        x_eval, y_eval = x[held_rows], pool.labels[held_rows]
+        picks: dict[tuple, np.ndarray] = {}
+        by_rows: dict[tuple, float] = {}
+        for config in configs:
+            rows = _select_rows(view, config, pool.train_size, pool.num_classes, pool.seed + r,
+                                picks)
+            key = tuple(np.sort(rows).tolist())
+            if key not in by_rows:
+                by_rows[key] = _fit_score(x[rows], pool.labels[rows], x_eval, y_eval,
+                                          held_weight, pool.num_classes, pool.seed + r)
+            scores[config].append(by_rows[key])
+            if progress is not None:
+                progress.update()
+    return scores
 
 
 def _few_voices(pool: Pool, plan: SplitPlan) -> bool:
