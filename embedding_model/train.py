@@ -93,8 +93,10 @@ def plan_stage(config: TrainConfig) -> TrainingPlan:
 def train_and_ship(config: TrainConfig, plan: TrainingPlan, data) -> int:
     """Train, then export; ship the compact checkpoint after every epoch when ``--ship-to`` is given."""
     from embedding_model.ship import ship, ship_checkpoint, training_info
-    from embedding_model.trainer import fit
+    from embedding_model.trainer import fit, has_checkpoint
 
+    if config.init_from is not None and not has_checkpoint(config.checkpoint_dir):
+        check_init_classes(config.init_from, plan)
     on_epoch_end = None
     if config.ship_to is not None:
         def on_epoch_end(trainer, state):
@@ -116,6 +118,34 @@ def train_and_ship(config: TrainConfig, plan: TrainingPlan, data) -> int:
         + (f", shipped to {config.ship_to}" if config.ship_to else ""))
     return 0
 
+
+def check_init_classes(directory: Path, plan: TrainingPlan) -> None:
+    """``--init-from``'s plan must have this plan's class list, name for name, and hold out
+    everything this plan holds out: weights trained on a clip the new run calls held out
+    would make its held-out measurements lie.
+
+    The plan is read from ``plan.json`` in the checkpoint directory (a shipped checkpoint)
+    or in its parent (another run's ``RUN_DIR/checkpoint``).
+    """
+    found = [d / "plan.json" for d in (directory, directory.parent) if (d / "plan.json").is_file()]
+    if not found:
+        raise TrainingError(f"--init-from {directory}: no plan.json beside the checkpoint or in its run "
+                            "directory, so its classes cannot be matched to this run's")
+    theirs = TrainingPlan.load(found[0])
+    if theirs.classes != plan.classes:
+        pairs = zip(theirs.classes, plan.classes)
+        first = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(theirs.classes), len(plan.classes)))
+        raise TrainingError(f"--init-from {directory}: its {len(theirs.classes)} classes differ from this run's "
+                            f"{len(plan.classes)} (first at index {first}); fine-tuning needs the same class list")
+    for what, mine, old in (("languages", plan.holdout_langs, theirs.holdout_langs),
+                            ("voices", plan.holdout_voices, theirs.holdout_voices),
+                            ("words", [f"{k}/{w}" for k, ws in plan.holdout_words.items() for w in ws],
+                             [f"{k}/{w}" for k, ws in theirs.holdout_words.items() for w in ws])):
+        trained_on = sorted(set(mine) - set(old))
+        if trained_on:
+            raise TrainingError(f"--init-from {directory}: {len(trained_on)} held-out {what} of this plan "
+                                f"(e.g. {trained_on[0]}) were not held out from that checkpoint's training; "
+                                "use its plan (same --seed and options on the same corpus)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -75,6 +75,9 @@ class TrainConfig:
         distill_weight, head_dim, specaugment,
         clean_only, seed, max_minutes, checkpoint_minutes, resume_from, ship_to,
         no_progress: as the flags of the same names.
+        init_from: a checkpoint whose weights start a new run (fine-tuning): its class list
+            must equal the plan's; the optimizer, learning-rate schedule and epoch count
+            start afresh. Ignored once ``RUN_DIR`` has its own checkpoint.
         output_gain: the exported model's output is multiplied by this inside the graph
             (``embedding_model.export.set_output_gain``); training is unaffected.
     """
@@ -115,6 +118,7 @@ class TrainConfig:
     max_minutes: float | None = None
     checkpoint_minutes: float = 5.0
     resume_from: Path | None = None
+    init_from: Path | None = None
     ship_to: Path | None = None
     output_gain: float = 1.0
     no_progress: bool = False
@@ -135,6 +139,8 @@ class TrainConfig:
             raise TrainingError("--unlabelled windows are distillation-only: they need --teacher or --ewn-targets")
         if self.ewn_windows_only and (self.unlabelled is None or self.ewn_targets is not None):
             raise TrainingError("--ewn-windows-only needs --unlabelled DIR and replaces --ewn-targets: give one of them")
+        if self.init_from is not None and self.resume_from is not None:
+            raise TrainingError("--init-from starts a new schedule, --resume-from continues one: give one of them")
         if not (math.isfinite(self.output_gain) and self.output_gain > 0):
             raise TrainingError(f"--output-gain must be a positive number, got {self.output_gain}")
         if self.model_size not in MODEL_SIZES:
@@ -258,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minutes between checkpoints (default: %(default)s)")
     g.add_argument("--resume-from", type=Path, default=None,
                    help="start from this checkpoint directory (e.g. models/checkpoint) if RUN_DIR has none")
+    g.add_argument("--init-from", type=Path, default=None,
+                   help="fine-tune: start from this checkpoint's weights (its class list must equal the plan's) "
+                   "with a new optimizer and schedule, if RUN_DIR has no checkpoint")
     g.add_argument("--ship-to", type=Path, default=None,
                    help="when done, export every format and the small checkpoint here (e.g. models)")
     g.add_argument("--output-gain", type=float, default=_DEFAULTS["output_gain"],

@@ -142,6 +142,18 @@ class Trainer:
                 old.unlink()
 
     def load_checkpoint(self, directory: Path) -> dict:
+        """Weights and optimizer state (step, moments) of a checkpoint; returns its state."""
+        state = self.load_weights(directory)
+        with np.load(directory / state["files"]["optimizer"]) as o:
+            for i, v in enumerate(self.optimizer.variables):
+                a = o[f"o{i:04d}"]
+                if state["compact"] and a.dtype == np.uint16:
+                    a = _from_bf16_bits(a)
+                v.assign(a.astype(v.dtype))
+        return state
+
+    def load_weights(self, directory: Path) -> dict:
+        """A checkpoint's weights only (the optimizer keeps its own state); returns its state."""
         state = read_checkpoint_state(directory)
         same_model = json.dumps(state["model_config"], sort_keys=True) == json.dumps(self.config.to_json(), sort_keys=True)
         if state["n_classes"] != self.n_classes or not same_model:
@@ -150,12 +162,6 @@ class Trainer:
         with np.load(directory / state["files"]["weights"]) as w:
             for i, v in enumerate(self.trainer.weights):
                 v.assign(w[f"w{i:04d}"].astype(np.float32) if state["compact"] else w[f"w{i:04d}"])
-        with np.load(directory / state["files"]["optimizer"]) as o:
-            for i, v in enumerate(self.optimizer.variables):
-                a = o[f"o{i:04d}"]
-                if state["compact"] and a.dtype == np.uint16:
-                    a = _from_bf16_bits(a)
-                v.assign(a.astype(v.dtype))
         return state
 
 
@@ -203,7 +209,8 @@ class _Clock:
 
 
 def _restore(trainer: Trainer, config: TrainConfig) -> dict:
-    """The run's own checkpoint if it has one, else ``--resume-from``, else a fresh state."""
+    """The run's own checkpoint if it has one, else ``--resume-from``, else a fresh state
+    (with ``--init-from``'s weights)."""
     if has_checkpoint(config.checkpoint_dir):
         state = trainer.load_checkpoint(config.checkpoint_dir)
         log(f"resumed from {config.checkpoint_dir} at epoch {state['epoch']} step {state['step_in_epoch']}")
@@ -214,7 +221,16 @@ def _restore(trainer: Trainer, config: TrainConfig) -> dict:
         state = trainer.load_checkpoint(config.resume_from)
         log(f"started from {config.resume_from} at epoch {state['epoch']} step {state['step_in_epoch']}")
         return state
-    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed_s": 0.0}
+    fresh = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed_s": 0.0}
+    if config.init_from is not None:
+        if not has_checkpoint(config.init_from):
+            raise TrainingError(f"--init-from {config.init_from}: no state.json there")
+        source = trainer.load_weights(config.init_from)
+        log(f"fine-tuning from the weights of {config.init_from} (its epoch {source['epoch']}, "
+            f"step {source['global_step']}); new optimizer and schedule")
+        fresh["init_from"] = {"path": str(config.init_from), "epoch": source["epoch"],
+                              "global_step": source["global_step"]}
+    return fresh
 
 
 def fit(config: TrainConfig, n_classes: int, data: TrainingSet,

@@ -239,3 +239,52 @@ def test_export_command_exit_statuses(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert " ".join(capsys.readouterr().out.split()).endswith(" ".join(EXIT_STATUS_HELP.split()))
+
+
+def _weights(checkpoint: Path) -> list[np.ndarray]:
+    state = json.loads((checkpoint / "state.json").read_text())
+    with np.load(checkpoint / state["files"]["weights"]) as w:
+        return [w[k].astype(np.float32) for k in sorted(w.files)]
+
+
+def test_init_from_fine_tunes_with_a_new_schedule(tiny_model_run, tmp_path, capsys):
+    corpus = Path(json.loads((tiny_model_run / "plan.json").read_text())["corpus"])
+    cache = str(tiny_model_run / "cache")
+    source = tiny_model_run / "checkpoint"
+    # One step each (zero-minute budget): from the source's weights, and from scratch.
+    assert train_tiny(corpus, tmp_path / "tuned", "--cache-dir", cache, "--init-from", str(source),
+                      "--max-minutes", "0") == 0
+    assert "fine-tuning from" in capsys.readouterr().err
+    assert train_tiny(corpus, tmp_path / "fresh", "--cache-dir", cache, "--max-minutes", "0") == 0
+    state = json.loads((tmp_path / "tuned" / "checkpoint" / "state.json").read_text())
+    ref = json.loads((source / "state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 1, 1)
+    assert state["init_from"]["global_step"] == ref["global_step"] > 1
+    start = _weights(source)
+
+    def distance(run: str) -> float:
+        return sum(float(np.sum((a - b) ** 2)) for a, b in zip(_weights(tmp_path / run / "checkpoint"), start))
+
+    assert distance("tuned") < 0.01 * distance("fresh")
+
+
+def test_init_from_refuses_another_plan(tiny_model_run, tmp_path, capsys):
+    import shutil
+
+    corpus = Path(json.loads((tiny_model_run / "plan.json").read_text())["corpus"])
+    plan = json.loads((tiny_model_run / "plan.json").read_text())
+    reversed_classes = tmp_path / "reversed-classes"
+    shutil.copytree(tiny_model_run / "checkpoint", reversed_classes)
+    (reversed_classes / "plan.json").write_text(json.dumps({**plan, "classes": plan["classes"][::-1]}))
+    # The source's own plan, but this run holds out voices the source trained on.
+    cases = [(reversed_classes, [], "classes differ"),
+             (tiny_model_run / "checkpoint", ["--holdout-voice-frac", "0.5"], "held-out voices")]
+    for i, (source, flags, complaint) in enumerate(cases):
+        run = tmp_path / f"run{i}"
+        code = train_tiny(corpus, run, "--cache-dir", str(tiny_model_run / "cache"), "--init-from", str(source),
+                          *flags)
+        err = capsys.readouterr().err
+        assert code == 1 and complaint in err and "Traceback" not in err, err
+        assert not (run / "checkpoint").exists()
+    code = train_tiny(corpus, tmp_path / "both", "--init-from", str(source), "--resume-from", str(source))
+    assert code == 1 and "give one of them" in capsys.readouterr().err
