@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--representations", default="logmel,mfcc,openwakeword,mswc",
                    help="comma-separated: logmel, mfcc, openwakeword, mswc")
     p.add_argument("--extra-model", action="append", default=[], metavar="NAME=DIR",
-                   help="also score this model (same held-out plan) as representation mswc:NAME; repeatable")
+                   help="also score this model as representation mswc:NAME; repeatable (if its "
+                   "holdout.json differs, every model is measured on what all of them hold out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vector-cache", type=Path, default=None,
                    help="directory to cache the baselines' vectors (logmel, mfcc, openwakeword) between runs")
@@ -261,7 +262,7 @@ def active_dimensions(vectors: np.ndarray) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from embedding_model.plan import TrainingPlan
+    from embedding_model.plan import TrainingPlan, common_holdout
 
     holdout = args.model / "holdout.json"
     if not holdout.is_file():
@@ -277,6 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         return fail(str(exc))
     names += list(extra)
+    # Models trained on other plans are compared on what none of them trained on.
+    others = [TrainingPlan.load(d / "holdout.json") for d in extra.values() if (d / "holdout.json").is_file()]
+    if any(o.holdout_words != plan.holdout_words or o.holdout_voices != plan.holdout_voices
+           or o.holdout_langs != plan.holdout_langs or o.holdout_engines != plan.holdout_engines for o in others):
+        plan = common_holdout([plan, *others])
+        print(f"bench_fewshot: the models' held-out plans differ: measuring on what every one holds out "
+              f"({len(plan.holdout_langs)} languages, {sum(map(len, plan.holdout_words.values()))} words, "
+              f"{len(plan.holdout_voices)} voices, engines {plan.holdout_engines})", file=sys.stderr)
     from corpus.layout import corpus_langs
 
     # A corpus still being synthesized (or copied) may lack some of the plan's languages:
@@ -312,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
 
         reps[name] = get_backend("mswc", model=path).embed
     results: dict = {"episodes": {k: len(v) for k, v in episodes.items()}, "scores": {}, "clips": len(clips),
-                     "missing_languages": missing}
+                     "missing_languages": missing,
+                     "holdout": {"langs": plan.holdout_langs, "engines": plan.holdout_engines,
+                                 "voices": len(plan.holdout_voices),
+                                 "words": sum(map(len, plan.holdout_words.values()))}}
     keys_digest = hashlib.sha256(json.dumps(sorted(store.index.items())).encode()).hexdigest()[:16]
     for name, fn in reps.items():
         cached = None

@@ -23,7 +23,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from corpus.layout import corpus_langs, read_splits, read_word_counts
 from corpus.speakers import read_voices
@@ -87,6 +87,27 @@ class TrainingPlan:
             return True
         parts = voice.split(":")
         return parts[0] in self.holdout_engines or ":".join(parts[:2]) in self.holdout_engines
+
+
+def common_holdout(plans: Sequence[TrainingPlan]) -> TrainingPlan:
+    """The first plan with only what *every* plan holds out: languages, engines, voices
+    and words none of the models trained on.
+
+    Models trained on different plans (another seed, a regenerated corpus) are compared
+    fairly only on clips none of them saw; the first plan's classes and corpus are kept.
+    """
+    first, rest = plans[0], plans[1:]
+    voices = sorted({v for p in plans for v in p.holdout_voices})
+    words = {lang: [w for w in ws if all(w in set(p.holdout_words.get(lang, [])) for p in rest)]
+             for lang, ws in first.holdout_words.items()}
+    numbers = {lang: [w for w in ws if all(w in set(p.number_words.get(lang, [])) for p in rest)]
+               for lang, ws in first.number_words.items()}
+    return dataclasses.replace(
+        first,
+        holdout_langs=[x for x in first.holdout_langs if all(x in p.holdout_langs for p in rest)],
+        holdout_engines=[e for e in first.holdout_engines if all(e in p.holdout_engines for p in rest)],
+        holdout_voices=[v for v in voices if all(p.is_heldout_voice(v) for p in plans)],
+        holdout_words=words, number_words=numbers)
 
 
 def make_plan(

@@ -288,3 +288,26 @@ def test_init_from_refuses_another_plan(tiny_model_run, tmp_path, capsys):
         assert not (run / "checkpoint").exists()
     code = train_tiny(corpus, tmp_path / "both", "--init-from", str(source), "--resume-from", str(source))
     assert code == 1 and "give one of them" in capsys.readouterr().err
+
+
+def test_common_holdout_keeps_only_what_every_plan_held_out():
+    from embedding_model.plan import TrainingPlan, common_holdout
+
+    def plan(langs, engines, voices, words):
+        return TrainingPlan(corpus="c", seed=0, langs=["en", "de"], holdout_langs=langs, classes=["en/a"],
+                            holdout_words=words, number_words={"en": ["one"]}, holdout_engines=engines,
+                            holdout_voices=voices, options={})
+
+    a = plan(["el", "lt"], ["flite"], ["espeak:en:m1", "piper:en:x"],
+             {"en": ["cat", "dog", "sun"], "de": ["haus"]})
+    b = plan(["el"], ["flite", "festival"], ["piper:en:x", "piper:en:y"], {"en": ["dog", "sun", "moon"]})
+    common = common_holdout([a, b])
+    assert common.holdout_langs == ["el"] and common.holdout_engines == ["flite"]
+    assert common.holdout_words == {"en": ["dog", "sun"], "de": []}
+    assert common.number_words == {"en": ["one"]}
+    # piper:en:x is held out by both; espeak:en:m1 only by a; piper:en:y only by b.
+    assert common.holdout_voices == ["piper:en:x"]
+    # A voice of an engine one plan holds out whole and the other lists counts as held out by both.
+    c = plan(["el"], ["flite"], ["festival:en:kal"], {"en": ["dog"]})
+    assert common_holdout([b, c]).holdout_voices == ["festival:en:kal"]
+    assert common_holdout([a]).holdout_voices == a.holdout_voices
