@@ -479,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real_speech_pools", nargs="*", default=[
         "asterisk_en,klettres_en", "klettres_en_GB,asterisk_ru", "asterisk_en"],
         help="pool speakers of each real-speech pool (comma-separated; eval: the others)")
+    parser.add_argument("--real_speech_seed", type=int, default=0,
+                        help="seed of the real-speech pools' letter draw (the benchmark's: 0; "
+                        "others are development pools)")
     parser.add_argument("--real_speech_hide_speakers", action="store_true",
                         help="also score each real-speech pool without its speakers recorded")
     parser.add_argument("--plan", type=Path, metavar="JSON",
@@ -525,8 +528,11 @@ def main(argv: list[str] | None = None) -> int:
             speakers = pool_speakers.split(",")
             for record in (True, False) if args.real_speech_hide_speakers else (True,):
                 tag = "+".join(speakers) + ("" if record else "-nospeakers")
+                if args.real_speech_seed:
+                    tag += f"-seed{args.real_speech_seed}"
                 experiments.append((f"real-{tag}", lambda speakers=speakers, record=record:
                                     real_speech_experiment(args.real_speech_vectors, speakers,
+                                                           seed=args.real_speech_seed,
                                                            record_speakers=record)))
     built = []  # (name, dir)
     for d in args.experiment_dirs:

@@ -23,12 +23,15 @@ The default selection algorithm. Three ideas:
    the real eval.pb's expected mix (estimated from the pool's protocol parameters).
    Targets are held out by **speaker** when the pool records speakers (DataPerf's
    eval clips come from speakers the pool does not have), else by groups of
-   near-duplicate clips (augmented copies of one recording stay on one side).
+   near-duplicate clips (augmented copies of one recording stay on one side: when the
+   pool's clips sit much nearer their nearest neighbour than both other words and
+   the rest of their own class, it is taken for a pool of copies, and the groups are
+   its recordings).
    A keyword's picks are shared among its speakers (or near-duplicate groups) when
    it has no more of them than picks: the eval's voices are none of the pool's.
    A configuration replaces the default only by a margin that survives the spread
-   over the splits, and a **floor** applies: when the pool cannot be split that way,
-   or when its keywords have only 2-3 speakers each (a pseudo-pool would keep one
+   over the splits, and a **floor** applies: when the pool cannot be split that way
+   (no prediction then), or when its keywords have only 2-3 speakers (or recordings) each (a pseudo-pool would keep one
    voice per keyword), tuned selects as DataPerf's cross-validation baseline does
    (:data:`FLOOR_BY_CROSSVAL`); when the simulation cannot tell its choice from the
    safe allocation (crossval's 40 % nontarget share, typical-but-diverse picks), it
@@ -86,12 +89,38 @@ N_REPEATS = 6
 #: allocation worth taking.
 CHOICE_MARGIN = 0.01
 #: Rows closer than this share of the median pairwise distance of their class (or
-#: word) are near-duplicates: one group, never split by the simulation. Measured on
-#: real letter-name recordings with 10 channel-augmented copies each (bench_selection's
-#: real-speech pools): a copy's nearest neighbour sits at a median 0.36 of the class's
-#: median distance, while independent synthetic clips (a build-dataset pool) sit at
-#: 0.61 (5th percentile 0.46); 0.5 joins most copies and few independent clips.
+#: word) are near-duplicates: one group, never split by the simulation (in pools that
+#: are not made of augmented copies, see :data:`COPY_POOL_RATIO`). Independent synthetic
+#: clips (a build-dataset pool) sit at a median 0.61 of their class's median distance
+#: from their nearest neighbour (5th percentile 0.46): 0.5 joins few of them.
 DUPLICATE_DISTANCE = 0.5
+#: A pool is taken to be made of augmented copies of recordings when both of
+#: :func:`copy_scale`'s ratios are below these: a row's nearest row of the same class
+#: (or word) is much nearer than rows of other classes or words (median over rows:
+#: below COPY_POOL_RATIO times the median distance between units), and much nearer
+#: than the typical row of its own class (below COPY_UNIT_RATIO times the class's
+#: median pairwise distance). Development pools: real letter recordings with 10
+#: channel-augmented copies each (1-3 speakers, letter draws 1-3): 0.18-0.28 and
+#: 0.30-0.55; independent clips: Gaussian-mixture pools (seeds 3000-3002) 0.39-0.44
+#: and 0.61-0.63, the tests' protocol pools 0.50-0.54 and 0.75-0.77, independent
+#: clips of well separated words (20-60 voices, 1-3 clips each) 0.29-0.35 and
+#: 0.65-0.72 (the first ratio alone would take those for copies: it measures how far
+#: apart the words are, too). Speakers who say a word several times nearly
+#: identically look like copies (20 voices x 3 clips, clip noise 0.6 times the
+#: voices' spread: 0.22 and 0.51): their keyword's voices then merge. A relative
+#: rule alone (:data:`DUPLICATE_DISTANCE`) cannot find copies: when a class is one
+#: recording, its median distance *is* the distance between copies, and copies at
+#: 12 dB SNR sit as far from each other as independent clips do.
+COPY_POOL_RATIO = 0.33
+COPY_UNIT_RATIO = 0.58
+#: In a pool of augmented copies, rows closer than this many times the pool's median
+#: nearest-neighbour distance are joined (single linkage): one recording's copies.
+#: Development pools: a one-recording class joins at 1.0-2.8 times that distance
+#: (its single-linkage height), two recordings of a letter by different speakers at
+#: 2.0-5.3 (median 2.9): 3 joins every recording's copies, and about half of the
+#: two-speaker classes into one group (the safe side: a class that cannot be split
+#: takes the floor).
+COPY_LINK = 3.0
 #: Held-out nontarget clips scored per split (a uniform draw, weighted, above it).
 MAX_PSEUDO_EVAL = 3000
 #: Expected DEV+TEST : TRAIN ratio of target clips (MSWC's splits are 80/10/10), unless
@@ -517,11 +546,13 @@ def _target_eval_ratio(pool: Pool) -> float:
     return ratio if ratio > 0 else TARGET_EVAL_RATIO
 
 
-def duplicate_groups(z: np.ndarray, seed: int, factor: float | None = None) -> np.ndarray:
-    """Groups of near-duplicate rows: rows closer than ``factor`` times the median
-    distance between two rows, joined transitively (single linkage).
+def duplicate_groups(z: np.ndarray, seed: int, factor: float | None = None,
+                     radius: float | None = None) -> np.ndarray:
+    """Groups of near-duplicate rows: rows closer than ``radius`` (or, without it,
+    ``factor`` times the median distance between two rows), joined transitively
+    (single linkage).
 
-    Augmented copies of one recording (or clips cut from one take) sit much closer to
+    Augmented copies of one recording (or clips cut from one take) sit closer to
     each other than two independent clips of the same word do; a simulation that put
     one copy in its pseudo-pool and another in its pseudo-eval set would score itself
     on clips it has seen.
@@ -530,6 +561,8 @@ def duplicate_groups(z: np.ndarray, seed: int, factor: float | None = None) -> n
         z : np.ndarray [shape=(R, d)]. Projected vectors of one class or word.
         seed: seeds the pairs the median distance is estimated from.
         factor: share of the median pairwise distance (default :data:`DUPLICATE_DISTANCE`).
+        radius: an absolute joining distance instead (a pool of augmented copies:
+            :data:`COPY_LINK` times :func:`copy_scale`).
 
     Returns:
         np.ndarray [shape=(R,)] int64, a group id per row (0..G-1).
@@ -538,17 +571,68 @@ def duplicate_groups(z: np.ndarray, seed: int, factor: float | None = None) -> n
     n = len(z)
     if n < 2:
         return np.zeros(n, dtype=np.int64)
-    rng = _rng(seed, "duplicate-pairs")
-    i, j = rng.integers(n, size=4000), rng.integers(n, size=4000)
-    keep = i != j
-    distances = np.linalg.norm(z[i[keep]] - z[j[keep]], axis=1)
-    median = float(np.median(distances)) if len(distances) else 0.0
-    if median <= 0:
-        return np.zeros(n, dtype=np.int64)
-    graph = radius_neighbors_graph(z, radius=factor * median, mode="connectivity",
-                                   include_self=False)
+    if radius is None:
+        rng = _rng(seed, "duplicate-pairs")
+        i, j = rng.integers(n, size=4000), rng.integers(n, size=4000)
+        keep = i != j
+        distances = np.linalg.norm(z[i[keep]] - z[j[keep]], axis=1)
+        median = float(np.median(distances)) if len(distances) else 0.0
+        if median <= 0:
+            return np.zeros(n, dtype=np.int64)
+        radius = factor * median
+    graph = radius_neighbors_graph(z, radius=radius, mode="connectivity", include_self=False)
     _, labels = connected_components(graph, directed=False)
     return labels.astype(np.int64)
+
+
+def copy_scale(z: np.ndarray, units: np.ndarray, seed: int) -> tuple[float, float, float]:
+    """Is the pool made of augmented copies of recordings? Its nearest-neighbour scale.
+
+    The channel-augmented copies of one recording sit much closer to each other than
+    clips of different words do, and, because some copies are nearly clean, a copy's
+    nearest neighbour (one of its siblings) sits much closer than the typical clip of
+    its class; independent clips of a word sit at most a few tens of percent closer
+    to their nearest clip than to the rest. Neither ratio needs the class's count of
+    recordings, so a class that is a single recording is seen as copies too.
+
+    Args:
+        z : np.ndarray [shape=(N, d)]. Projected pool vectors.
+        units : np.ndarray [shape=(N,)]. Class (targets) or word (nontargets) of each row.
+        seed: seeds the pairs the between-unit distance is estimated from.
+
+    Returns:
+        (between_ratio, unit_ratio, scale): the median over rows of the distance to the
+        nearest row of the same unit, divided by the median distance between rows of
+        different units; the median over rows of that distance divided by its unit's
+        median pairwise distance; and the median nearest-neighbour distance.
+        ``(inf, inf, 0.0)`` when there is nothing to measure.
+    """
+    nearest, relative = [], []
+    rng = _rng(seed, "copy-scale-pairs")
+    for u in np.unique(units):
+        rows = np.flatnonzero(units == u)
+        if len(rows) < 3:
+            continue
+        dist, _ = NearestNeighbors(n_neighbors=2).fit(z[rows]).kneighbors(z[rows])
+        if len(rows) <= 90:  # every pair
+            i, j = np.triu_indices(len(rows), 1)
+        else:  # a seeded draw of pairs
+            i, j = rng.integers(len(rows), size=(2, 4000))
+            i, j = i[i != j], j[i != j]
+        median = float(np.median(np.linalg.norm(z[rows[i]] - z[rows[j]], axis=1)))
+        nearest.append(dist[:, 1])
+        if median > 0:
+            relative.append(dist[:, 1] / median)
+    n = len(z)
+    if not nearest or not relative:
+        return float("inf"), float("inf"), 0.0
+    i, j = rng.integers(n, size=8000), rng.integers(n, size=8000)
+    keep = units[i] != units[j]
+    scale = float(np.median(np.concatenate(nearest)))
+    between = float(np.median(np.linalg.norm(z[i[keep]] - z[j[keep]], axis=1))) if keep.any() else 0.0
+    if between <= 0:
+        return float("inf"), float("inf"), scale
+    return scale / between, float(np.median(np.concatenate(relative))), scale
 
 
 @dataclasses.dataclass
@@ -562,14 +646,21 @@ class SplitPlan:
         by: "speaker" or "near-duplicate groups" (for messages).
         unsplittable: target class names with fewer than two groups (the simulation
             cannot hold any of their speakers / recordings out).
+        copies: the pool was taken for augmented copies of recordings
+            (:func:`copy_scale` below :data:`COPY_POOL_RATIO`): near-duplicates are
+            rows within :data:`COPY_LINK` nearest-neighbour distances.
+        copy_ratio: :func:`copy_scale`'s two ratios.
     """
 
     groups: np.ndarray
     by: str
     unsplittable: list[str]
+    copies: bool = False
+    copy_ratio: tuple[float, float] = (float("inf"), float("inf"))
 
 
-def plan_splits(pool: Pool, prepared: "Prepared", by_speaker: bool = True) -> SplitPlan:
+def plan_splits(pool: Pool, prepared: "Prepared", by_speaker: bool = True,
+                find_copies: bool = True) -> SplitPlan:
     """Group the pool's clips into units the simulation never cuts (see :class:`SplitPlan`).
 
     DataPerf's eval set takes a keyword's clips from the corpus's DEV and TEST splits,
@@ -577,19 +668,26 @@ def plan_splits(pool: Pool, prepared: "Prepared", by_speaker: bool = True) -> Sp
     simulation's pseudo-eval set as foreign to the pick as the real one. Nontarget
     words are grouped by near-duplicates only (DataPerf splits a known word's clips
     between pool and eval at random). ``by_speaker=False`` groups targets by
-    near-duplicates even when speakers are recorded.
+    near-duplicates even when speakers are recorded; ``find_copies=False`` always
+    uses the relative rule (:data:`DUPLICATE_DISTANCE`), which cuts a recording's
+    noisier copies apart (the few-voices bracket's split within the voices).
     """
     labels, speakers = pool.labels, pool.speakers
     groups = np.empty(len(labels), dtype=object)
     target_rows = np.flatnonzero(labels > 0)
     use_speakers = by_speaker and len(target_rows) > 0 and bool((speakers[target_rows] != "").all())
+    # Units: a class id for targets, "0:word" for nontargets.
+    units = np.where(labels > 0, labels.astype(str), np.char.add("0:", pool.keywords.astype(str)))
+    ratio, unit_ratio, scale = copy_scale(prepared.z, units, pool.seed)
+    copies = find_copies and ratio < COPY_POOL_RATIO and unit_ratio < COPY_UNIT_RATIO and scale > 0
+    radius = COPY_LINK * scale if copies else None
     unsplittable = []
     for c in range(pool.num_classes):
         if c == 0:
             words = pool.keywords
             for word in np.unique(words[labels == 0]):
                 rows = np.flatnonzero((labels == 0) & (words == word))
-                ids = duplicate_groups(prepared.z[rows], pool.seed)
+                ids = duplicate_groups(prepared.z[rows], pool.seed, radius=radius)
                 groups[rows] = [f"d:0:{word}:{g}" for g in ids]
             continue
         rows = np.flatnonzero(labels == c)
@@ -598,12 +696,13 @@ def plan_splits(pool: Pool, prepared: "Prepared", by_speaker: bool = True) -> Sp
         if use_speakers:
             groups[rows] = ["s:" + spk for spk in speakers[rows].tolist()]
         else:
-            ids = duplicate_groups(prepared.z[rows], pool.seed)
+            ids = duplicate_groups(prepared.z[rows], pool.seed, radius=radius)
             groups[rows] = [f"d:{c}:{g}" for g in ids]
         if len(set(groups[rows].tolist())) < 2:
             unsplittable.append(pool.label_names[c])
     return SplitPlan(groups=groups.astype(str), by="speaker" if use_speakers
-                     else "near-duplicate groups", unsplittable=unsplittable)
+                     else "near-duplicate groups", unsplittable=unsplittable,
+                     copies=copies, copy_ratio=(ratio, unit_ratio))
 
 
 def _split_groups(rows: np.ndarray, groups: np.ndarray, rng: np.random.Generator
@@ -782,7 +881,7 @@ class Choice:
     def describe(self) -> str:
         bracket = "" if self.predicted_range is None else (
             f" (between {self.predicted_range[0]:.4f}, one voice per keyword held out, and "
-            f"{self.predicted_range[1]:.4f}, recordings held out: the prediction)")
+            f"{self.predicted_range[1]:.4f}, clips within the voices held out: the prediction)")
         if self.fallback:
             predicted = "" if self.predicted is None else (
                 f"; simulated macro F1 {self.predicted:.4f}{bracket}")
@@ -821,10 +920,15 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
                       untested=True)
     plan = prepared.plan if prepared.plan is not None else plan_splits(pool, prepared)
     if plan.unsplittable:
+        unit = ("speaker" if plan.by == "speaker" else "group of augmented copies (one "
+                "recording, or recordings too alike to tell apart)" if plan.copies
+                else "group of near-duplicate clips")
         return Choice(safe, None, {}, f"cannot hold out part of {plan.unsplittable}: one "
-                      f"{'speaker' if plan.by == 'speaker' else 'group of near-duplicate clips'}"
-                      " each", plan.by, untested=True)
-    few_voices = plan.by == "speaker" and _few_voices(pool, plan)
+                      f"{unit} each; no prediction is possible (every clip of such a keyword "
+                      "is one the pick has heard)", plan.by, untested=True)
+    # In a pool of augmented copies, a near-duplicate group is a recording: a keyword
+    # with two or three of them is a keyword with two or three voices at most.
+    few_voices = (plan.by == "speaker" or plan.copies) and _few_voices(pool, plan)
     if few_voices:
         # A pseudo-pool of one voice per keyword is no model of a pool of two or three:
         # on the development pools its ranking put the class-balanced split first,
@@ -860,8 +964,9 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
     fallback = None
     if few_voices:
         counts = _voices_per_keyword(pool, plan)
-        fallback = (f"{min(counts)}-{max(counts)} speakers per keyword: a simulation that "
-                    "holds speakers out keeps one voice per keyword, too few to choose by")
+        unit = "speakers" if plan.by == "speaker" else "recordings"
+        fallback = (f"{min(counts)}-{max(counts)} {unit} per keyword: a simulation that "
+                    f"holds {unit} out keeps one voice per keyword, too few to choose by")
     elif chosen != safe and advantage <= max(CHOICE_MARGIN, noise(chosen, safe)):
         fallback = (f"the simulation does not tell {chosen.describe()} from it "
                     f"({advantage:+.4f} simulated macro F1)")
@@ -869,17 +974,22 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
     predicted, bracket = float(arrays[chosen].mean()), None
     if few_voices:
         # Holding out one of a keyword's two or three voices trains on fewer voices than
-        # the pool has: a pessimistic estimate. Holding out recordings within the voices
-        # keeps every voice in the pseudo-pool but scores on voices the pick has heard.
-        # Both ends are reported; the prediction is the second, because every pseudo-pool
-        # is also smaller than the pool (half the keyword clips, two thirds of the
-        # words), which on the development pools cost more than hearing the eval's
-        # voices gained (their middle fell 0.11-0.14 below the measured score, the
-        # recording split 0.06-0.08; real-speech letter pools of other speaker pairs and
-        # letter draws than the benchmark's).
-        by_recording = plan_splits(pool, prepared, by_speaker=False)
-        if not by_recording.unsplittable:
-            # Picks still spread over the speakers (plan.groups); the split holds out recordings.
+        # the pool has: a pessimistic estimate. Holding out clips within the voices
+        # (groups of the relative near-duplicate rule, which on a pool of augmented
+        # copies holds out a recording's noisier copies) keeps every voice in the
+        # pseudo-pool but scores on voices the pick has heard. Both ends are reported;
+        # the prediction is the second, because every pseudo-pool is also smaller than
+        # the pool (half the keyword clips, two thirds of the words), which on the
+        # development pools cost more than hearing the eval's voices gained (their
+        # middle fell 0.11-0.14 below the measured score, the split within the voices
+        # 0.06-0.08; real-speech letter pools of other speaker pairs and letter draws
+        # than the benchmark's). It is still the safe allocation's simulated score,
+        # while the floor applied is crossval's selection.
+        by_recording = plan_splits(pool, prepared, by_speaker=False, find_copies=False)
+        if not by_recording.unsplittable and not _same_partition(
+                plan.groups[pool.labels > 0], by_recording.groups[pool.labels > 0]):
+            # Picks still spread over the speakers (plan.groups); the split holds out
+            # clips within them.
             upper = _simulated_scores(pool, prepared, [chosen], by_recording, plan.groups, n_repeats)
             bracket = (predicted, float(np.mean(upper[chosen])))
             predicted = bracket[1]
@@ -911,6 +1021,13 @@ def _simulated_scores(pool: Pool, prepared: Prepared, configs: Sequence[Config],
             if progress is not None:
                 progress.update()
     return scores
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when the group labels ``a`` and ``b`` cut the same rows into the same groups
+    (a recording split that would hold out exactly the speakers adds nothing)."""
+    pairs = len(set(zip(a.tolist(), b.tolist())))
+    return pairs == len(set(a.tolist())) == len(set(b.tolist()))
 
 
 def _few_voices(pool: Pool, plan: SplitPlan) -> bool:
