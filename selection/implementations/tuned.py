@@ -31,9 +31,9 @@ The default selection algorithm. Three ideas:
    it has no more of them than picks: the eval's voices are none of the pool's.
    A configuration replaces the default only by a margin that survives the spread
    over the splits, and a **floor** applies: when the pool cannot be split that way
-   (no prediction then), or when its keywords have only 2-3 speakers (or recordings) each (a pseudo-pool would keep one
-   voice per keyword), tuned selects as DataPerf's cross-validation baseline does
-   (:data:`FLOOR_BY_CROSSVAL`); when the simulation cannot tell its choice from the
+   (no prediction then), or when its keywords have only 2-3 speakers (or recordings)
+   each (a pseudo-pool would keep one voice per keyword), tuned selects as DataPerf's
+   cross-validation baseline does (:data:`FLOOR_BY_CROSSVAL`); when the simulation cannot tell its choice from the
    safe allocation (crossval's 40 % nontarget share, typical-but-diverse picks), it
    uses the safe allocation. stderr says why. eval.pb is never read.
 
