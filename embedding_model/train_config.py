@@ -72,7 +72,7 @@ class TrainConfig:
 
     Model and training:
         model_size, embedding, epochs, batch_size, lr, margin, scale, label_smoothing,
-        distill_weight, head_dim, specaugment,
+        distill_weight, head_dim, specaugment, speaker_warp,
         clean_only, seed, max_minutes, checkpoint_minutes, resume_from, ship_to,
         no_progress: as the flags of the same names.
         init_from: a checkpoint whose weights start a new run (fine-tuning): its class list
@@ -113,6 +113,7 @@ class TrainConfig:
     distill_weight: float = 1.0
     head_dim: int = 128
     specaugment: bool = True
+    speaker_warp: float = 0.0
     clean_only: bool = False
     seed: int = 0
     max_minutes: float | None = None
@@ -133,6 +134,8 @@ class TrainConfig:
             context, _, step = self.teacher.partition(":")
             if context not in TEACHER_CONTEXTS or not step.isdigit():
                 raise TrainingError(f"--teacher {self.teacher!r}: expected 'centered2s:N', 'bare:N' or 'none'")
+        if not 0.0 <= self.speaker_warp < 0.5:
+            raise TrainingError(f"--speaker-warp must be at least 0 and below 0.5, got {self.speaker_warp}")
         if self.ewn_dims < 1:
             raise TrainingError(f"--ewn-dims must be >= 1, got {self.ewn_dims}")
         if self.unlabelled is not None and self.teacher is None and not self.uses_ewn:
@@ -254,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank of the class head (default: %(default)s)")
     g.add_argument("--specaugment", type=int, default=int(_DEFAULTS["specaugment"]), choices=[0, 1],
                    help="1: SpecAugment masks on the fly, 0: none (default: %(default)s)")
+    g.add_argument("--speaker-warp", type=float, default=_DEFAULTS["speaker_warp"],
+                   help="warp each training clip's log-mel by random factors in [1-W, 1+W]: frequency "
+                   "(vocal tract length) and time (speaking rate); 0: none (default: %(default)s)")
     g.add_argument("--clean-only", action="store_true",
                    help="train on the clean view only (ablation: no channel augmentation)")
     g.add_argument("--seed", type=int, default=_DEFAULTS["seed"],

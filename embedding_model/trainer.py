@@ -43,6 +43,57 @@ def _specaugment_fn():
     return batch
 
 
+def warp_tables(max_warp: float, steps: int = 33) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional source positions for the speaker warp, one row per warp factor.
+
+    Frequency (vocal-tract-length perturbation): band ``j`` of the warped log-mel reads
+    the original at the mel position of ``f_j / a``, so a formant at ``f`` moves to
+    ``a * f``, as in a vocal tract ``1 / a`` times as long. Time: frame ``t`` reads ``c + (t - c) * b``
+    around the middle frame ``c`` (a word said faster or slower). ``a`` and ``b`` run over
+    ``steps`` values in ``[1 - max_warp, 1 + max_warp]``.
+
+    Returns:
+        (freq [steps, N_MELS], time [steps, N_FRAMES]) float32 positions, clipped to the edges.
+    """
+    from embedding_model.frontend import FMAX, FMIN, N_FRAMES, N_MELS, _hz_to_mel, _mel_to_hz
+
+    factors = np.linspace(1 - max_warp, 1 + max_warp, steps)
+    edges = np.linspace(_hz_to_mel(FMIN), _hz_to_mel(FMAX), N_MELS + 2)
+    centres = edges[1:-1]  # band centres, equally spaced in mel
+    step = centres[1] - centres[0]
+    source_mel = _hz_to_mel(_mel_to_hz(centres)[None, :] / factors[:, None])
+    freq = np.clip((source_mel - centres[0]) / step, 0, N_MELS - 1)
+    middle = (N_FRAMES - 1) / 2
+    time = np.clip(middle + (np.arange(N_FRAMES)[None, :] - middle) * factors[:, None], 0, N_FRAMES - 1)
+    return freq.astype(np.float32), time.astype(np.float32)
+
+
+def _warp_fn(max_warp: float):
+    """Batch log-mel [N, T, F] -> the same, each clip warped in frequency and time by its
+    own random factors (:func:`warp_tables`; linear interpolation)."""
+    import tensorflow as tf
+
+    freq_table, time_table = (tf.constant(t) for t in warp_tables(max_warp))
+    steps = int(freq_table.shape[0])
+
+    def resample(x, positions, axis):
+        lo = tf.floor(positions)
+        w = positions - lo
+        lo = tf.cast(lo, tf.int32)
+        hi = tf.minimum(lo + 1, tf.shape(x)[axis] - 1)
+        a = tf.gather(x, lo, axis=axis, batch_dims=1)
+        b = tf.gather(x, hi, axis=axis, batch_dims=1)
+        w = w[:, None, :] if axis == 2 else w[:, :, None]
+        return a * (1 - w) + b * w
+
+    def warp(x):
+        n = tf.shape(x)[0]
+        x = resample(x, tf.gather(freq_table, tf.random.uniform([n], 0, steps, tf.int32)), axis=2)
+        return resample(x, tf.gather(time_table, tf.random.uniform([n], 0, steps, tf.int32)), axis=1)
+
+    return warp
+
+
 class Trainer:
     """Model, optimizer, checkpoint I/O and the training step."""
 
@@ -72,6 +123,7 @@ class Trainer:
         self.teacher_std = tf.constant(teacher_std, tf.float32)
         self.n_classes = n_classes
         self._specaug = _specaugment_fn() if config.specaugment else None
+        self._warp = _warp_fn(config.speaker_warp) if config.speaker_warp > 0 else None
         self.train_step = tf.function(self._train_step, reduce_retracing=True)
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
 
@@ -94,6 +146,8 @@ class Trainer:
     def _train_step(self, x, y, t, has_t):
         import tensorflow as tf
 
+        if self._warp is not None:
+            x = self._warp(x)
         if self._specaug is not None:
             x = self._specaug(x)
         with tf.GradientTape() as tape:

@@ -311,3 +311,32 @@ def test_common_holdout_keeps_only_what_every_plan_held_out():
     c = plan(["el"], ["flite"], ["festival:en:kal"], {"en": ["dog"]})
     assert common_holdout([b, c]).holdout_voices == ["festival:en:kal"]
     assert common_holdout([a]).holdout_voices == a.holdout_voices
+
+
+def test_speaker_warp_moves_formants_by_the_factor_and_stretches_time():
+    import tensorflow as tf
+
+    from embedding_model.frontend import FMAX, FMIN, N_FRAMES, N_MELS, _hz_to_mel, _mel_to_hz
+    from embedding_model.trainer import _warp_fn, warp_tables
+
+    freq, time = warp_tables(0.2, steps=5)  # factors 0.8, 0.9, 1.0, 1.1, 1.2
+    np.testing.assert_allclose(freq[2], np.arange(N_MELS), atol=1e-4)
+    np.testing.assert_allclose(time[2], np.arange(N_FRAMES), atol=1e-4)
+    centres = _mel_to_hz(np.linspace(_hz_to_mel(FMIN), _hz_to_mel(FMAX), N_MELS + 2)[1:-1])
+    # A peak at band 15: after warping by 1.2 it sits where the band centre is 1.2 times as high.
+    x = np.zeros((1, N_FRAMES, N_MELS), np.float32)
+    x[0, :, 15] = 1.0
+    moved = centres[(freq[4] >= 14.5) & (freq[4] <= 15.5)]
+    assert moved.size and np.all(np.abs(moved / centres[15] - 1.2) < 0.08)
+    # Time: factor 1.2 reads frames farther from the middle, so the word gets shorter.
+    assert time[4][0] == 0 and time[4][-1] == N_FRAMES - 1 and time[4][10] < 10
+    # The TF op: a batch of one long word, each clip warped by its own factor.
+    word = np.zeros((64, N_FRAMES, N_MELS), np.float32)
+    word[:, 14:35, 15] = 1.0
+    tf.random.set_seed(0)
+    out = _warp_fn(0.2)(tf.constant(word)).numpy()
+    peaks = out.sum(axis=1).argmax(axis=1)
+    lengths = (out.max(axis=2) > 0.5).sum(axis=1)
+    assert len(set(peaks.tolist())) >= 3 and peaks.min() >= 12 and peaks.max() <= 18
+    assert len(set(lengths.tolist())) >= 3 and lengths.min() >= 15 and lengths.max() <= 28
+    assert np.all(np.isfinite(out)) and out.max() <= 1.0 + 1e-6
