@@ -122,11 +122,6 @@ def test_shipped_identity_is_the_weights_and_graph_hash():
     meta = json.loads((MODELS / "mswc_embedding.json").read_text(encoding="utf-8"))
     backend = get_backend("mswc")
     assert backend.identity == meta["identity"]
-    # The graph was rebuilt with the same weights: the identity changed with it, and the
-    # metadata says from what, and how close the numbers stayed.
-    superseded = meta["supersedes"]
-    assert superseded["identity"] != meta["identity"]
-    assert superseded["cosine_to_superseded"]["min"] >= 0.9999
 
 
 _EMBED_SCRIPT = """
