@@ -249,10 +249,10 @@ def test_floor_when_each_keyword_has_one_speaker(pair, capsys):
     assert choice.fallback and "safe allocation" in err and "one speaker each" in err
     assert choice.config == tuned.safe_config(pool.num_classes)
     counts = np.bincount(pool.labels[validate_selection(answer, pool)], minlength=pool.num_classes)
-    # The simulation could not weigh anything: the floor is crossval's own selection
-    # (40 % of the budget to nontargets, the rest even over keywords).
+    # The simulation could not weigh anything: the floor is crossval's selections voted
+    # over seeds (40 % of the budget to nontargets, the rest even over keywords).
     assert "cross-validation baseline" in err and choice.floor == "crossval"
-    assert answer == implementations.get("crossval")(pool, verbose=False)
+    assert answer == pool.selection_from_indices(tuned.crossval_consensus(pool, tuned.FLOOR_VOTES))
     assert counts[0] == round(0.4 * 25), counts
     assert counts[1:].max() - counts[1:].min() <= 1, counts
 
@@ -408,7 +408,7 @@ def test_no_prediction_when_every_keyword_is_one_recording(capsys):
     """Every keyword one recording in noisy copies, no speakers recorded (the
     real-speech pool of one speaker): nothing can be held out, so no simulated score
     (the earlier rule split the copies and predicted 0.82-0.87 where the real score
-    was 0.39-0.44); the floor is crossval's selection, as with speakers recorded."""
+    was 0.39-0.44); the floor is crossval's voted selection, as with speakers recorded."""
     samples, _ = copies_pool(4, recordings=(1, 1, 1, 1), known_words=10)
     pool = Pool.from_sample_set(samples, 25, 0)
     answer, choice = tuned.select_with_choice(pool, verbose=True)
@@ -418,4 +418,33 @@ def test_no_prediction_when_every_keyword_is_one_recording(capsys):
     assert "no prediction is possible" in err and "simulated macro F1" not in err
     assert sorted(choice.fallback.split("[")[1].split("]")[0].replace("'", "").split(", ")) == \
         sorted(TARGETS)
-    assert answer == implementations.get("crossval")(pool, verbose=False)
+    assert answer == pool.selection_from_indices(tuned.crossval_consensus(pool, tuned.FLOOR_VOTES))
+
+
+def test_crossval_floor_votes_over_seeds(pair, monkeypatch):
+    from selection.implementations import crossval
+
+    samples, _ = pair
+    pool = Pool.from_sample_set(samples, 25, 4)
+    # One vote: exactly DataPerf's crossval selection with the pool's seed.
+    assert pool.selection_from_indices(tuned.crossval_consensus(pool, 1)) == \
+        implementations.get("crossval")(pool, verbose=False)
+    # Four searches that each pick 3 clips of class 0 and 2 of class 1 (seeded stand-ins):
+    # the vote keeps the first search's counts and the clips most searches picked.
+    rng = np.random.default_rng(0)
+    zeros, ones = np.flatnonzero(pool.labels == 0)[:6], np.flatnonzero(pool.labels == 1)[:4]
+    searches = {s: np.concatenate([rng.choice(zeros, 3, replace=False), rng.choice(ones, 2, replace=False)])
+                for s in tuned.floor_seeds(pool.seed, 4)}
+    monkeypatch.setattr(crossval, "best_rows", lambda p, seed, *a, **k: searches[seed])
+    rows = tuned.crossval_consensus(pool, 4)
+    votes = np.zeros(len(pool.ids))
+    for r in searches.values():
+        votes[r] += 1
+    kept = np.zeros(len(pool.ids), bool)
+    kept[rows] = True
+    assert sorted(pool.labels[rows].tolist()) == [0, 0, 0, 1, 1]
+    for members in (zeros, ones):
+        left = members[~kept[members]]
+        assert votes[members[kept[members]]].min() >= votes[left].max()
+    # Not simply the first search's choice.
+    assert set(rows.tolist()) != set(searches[pool.seed].tolist())

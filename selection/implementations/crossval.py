@@ -56,6 +56,15 @@ def select(pool: Pool, n_splits: int | None = None, verbose: bool = True) -> dic
             100 fits in all).
         verbose: a line per stage on stderr, and a progress bar when stderr is a terminal.
     """
+    return pool.selection_from_indices(best_rows(pool, pool.seed, n_splits, verbose))
+
+
+def best_rows(pool: Pool, seed: int, n_splits: int | None = None, verbose: bool = False) -> np.ndarray:
+    """The pool rows of the best subset of :func:`select`'s search, run with ``seed``.
+
+    Raises:
+        SelectionError: a pool without targets or nontargets, or a budget too small.
+    """
     n_splits = N_SPLITS if n_splits is None else n_splits
     target_rows = np.flatnonzero(pool.labels > 0)
     nontarget_rows = np.flatnonzero(pool.labels == 0)
@@ -68,11 +77,11 @@ def select(pool: Pool, n_splits: int | None = None, verbose: bool = True) -> dic
             f"crossval: train_size={pool.train_size} is too small to hold both targets "
             "and nontargets; use --train_size 2 or more")
     target_labels = pool.labels[target_rows]
-    target_splits = _subsets(target_labels, target_budget, pool.seed, True, n_splits)
+    target_splits = _subsets(target_labels, target_budget, seed, True, n_splits)
     nontarget_splits = _subsets(np.zeros(len(nontarget_rows), dtype=np.int64),
-                                nontarget_budget, pool.seed, False, n_splits)
+                                nontarget_budget, seed, False, n_splits)
 
-    best_score, best_rows = -1.0, None
+    best_score, best = -1.0, None
     pairs = list(itertools.product(target_splits, nontarget_splits))
     if verbose and len(pairs) > 1:
         print(f"crossval: training DataPerf's classifier on {len(pairs)} candidate subsets of "
@@ -84,15 +93,15 @@ def select(pool: Pool, n_splits: int | None = None, verbose: bool = True) -> dic
         train_rows = np.concatenate([target_rows[t_train], nontarget_rows[n_train]])
         held_rows = np.concatenate([target_rows[t_held], nontarget_rows[n_held]])
         if len(pairs) == 1 or len(held_rows) == 0:
-            best_rows = train_rows
+            best = train_rows
             break
         # The classifier DataPerf scores with, so the subsets are chosen for it.
-        model = fit_classifier(pool.seed, pool.embeddings[train_rows], pool.labels[train_rows])
+        model = fit_classifier(seed, pool.embeddings[train_rows], pool.labels[train_rows])
         predicted = model.predict(pool.embeddings[held_rows])
         score = macro_f1(pool.labels[held_rows], predicted)
         if score > best_score:
-            best_score, best_rows = score, train_rows
+            best_score, best = score, train_rows
     if verbose and best_score >= 0:
         print(f"crossval: best subset scored macro F1 {best_score:.4f} on its held-out clips",
               file=sys.stderr)
-    return pool.selection_from_indices(best_rows)
+    return best

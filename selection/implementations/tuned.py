@@ -138,6 +138,9 @@ SAFE_NONTARGET_FRACTION = 0.4
 #: floor is then the baseline itself. False: the typical picks (cheaper: crossval costs
 #: 100 fits, each scored on the rest of the pool).
 FLOOR_BY_CROSSVAL = True
+#: The crossval floor is voted over this many seeded crossval searches
+#: (:func:`crossval_consensus`): one search's choice varies a lot with its seed.
+FLOOR_VOTES = 5
 #: Keywords with fewer speakers than this (median over keywords) leave the simulation's
 #: pseudo-pool with one voice each where the pool has two or three: its score is then
 #: a lower bound, and the prediction comes from a split by recording (see :func:`simulate`).
@@ -171,6 +174,35 @@ DEFAULT_CONFIG = Config(0.6, "core", "words")
 def _rng(seed: int, purpose: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{seed}\0{purpose}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def floor_seeds(seed: int, runs: int) -> list[int]:
+    """The seeds of :func:`crossval_consensus`'s searches: ``seed`` first."""
+    return [seed] + [int(x) for x in _rng(seed, "floor-seeds").integers(2**31, size=runs - 1)]
+
+
+def crossval_consensus(pool: Pool, runs: int) -> np.ndarray:
+    """Pool rows chosen by ``runs`` seeded crossval searches voting together.
+
+    Each search (DataPerf's cross-validation baseline, :func:`crossval.best_rows`) keeps
+    the best of its random subsets; its choice swings with the seed. Each class keeps
+    as many clips as the first search (seed ``pool.seed``) gave it, taking the clips
+    most searches picked (ties in a seeded order). With ``runs=1`` this is exactly
+    crossval's own selection.
+    """
+    picks = [crossval.best_rows(pool, s) for s in floor_seeds(pool.seed, runs)]
+    if runs == 1:
+        return picks[0]
+    votes = np.zeros(len(pool.ids))
+    for rows in picks:
+        votes[rows] += 1
+    tiebreak = _rng(pool.seed, "floor-ties").random(len(pool.ids))
+    chosen = []
+    classes, counts = np.unique(pool.labels[picks[0]], return_counts=True)
+    for c, n in zip(classes, counts):
+        members = np.flatnonzero(pool.labels == c)
+        chosen.append(members[np.lexsort((tiebreak[members], -votes[members]))][:n])
+    return np.sort(np.concatenate(chosen))
 
 
 # ------------------------------------------------------------------------- geometry
@@ -1076,14 +1108,14 @@ def select_with_choice(pool: Pool, config: Config | None = None, n_repeats: int 
         # not weigh them, DataPerf's own baseline is the floor.
         if choice is not None and choice.untested and FLOOR_BY_CROSSVAL:
             try:
-                answer = crossval.select(pool, verbose=False)
+                answer = pool.selection_from_indices(crossval_consensus(pool, FLOOR_VOTES))
             except SelectionError:  # a pool too small to stratify: the safe allocation
                 pass
             else:
                 choice.floor = "crossval"
                 if verbose:
                     print("tuned: the floor: DataPerf's cross-validation baseline's "
-                          "selection, seed " f"{pool.seed}", file=sys.stderr)
+                          f"selections over {FLOOR_VOTES} seeds, voted clip by clip", file=sys.stderr)
                 return answer, choice
         view = _View(np.arange(len(pool.ids)), pool.labels, pool.keywords, prepared.z,
                      prepared.typ, prepared.candidate,
