@@ -280,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     names += list(extra)
     # Models trained on other plans are compared on what none of them trained on.
     others = [TrainingPlan.load(d / "holdout.json") for d in extra.values() if (d / "holdout.json").is_file()]
-    if any(o.holdout_words != plan.holdout_words or o.holdout_voices != plan.holdout_voices
-           or o.holdout_langs != plan.holdout_langs or o.holdout_engines != plan.holdout_engines for o in others):
-        plan = common_holdout([plan, *others])
+    common = common_holdout([plan, *others])
+    if common != plan:
+        plan = common
         print(f"bench_fewshot: the models' held-out plans differ: measuring on what every one holds out "
               f"({len(plan.holdout_langs)} languages, {sum(map(len, plan.holdout_words.values()))} words, "
               f"{len(plan.holdout_voices)} voices, engines {plan.holdout_engines})", file=sys.stderr)

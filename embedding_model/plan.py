@@ -97,7 +97,8 @@ def common_holdout(plans: Sequence[TrainingPlan]) -> TrainingPlan:
     fairly only on clips none of them saw; the first plan's classes and corpus are kept.
     """
     first, rest = plans[0], plans[1:]
-    voices = sorted({v for p in plans for v in p.holdout_voices})
+    # The first plan's order, then the others' voices: identical plans give the first back.
+    voices = list(dict.fromkeys(v for p in plans for v in p.holdout_voices))
     words = {lang: [w for w in ws if all(w in set(p.holdout_words.get(lang, [])) for p in rest)]
              for lang, ws in first.holdout_words.items()}
     numbers = {lang: [w for w in ws if all(w in set(p.number_words.get(lang, [])) for p in rest)]

@@ -96,7 +96,7 @@ def train_and_ship(config: TrainConfig, plan: TrainingPlan, data) -> int:
     from embedding_model.trainer import fit, has_checkpoint
 
     if config.init_from is not None and not has_checkpoint(config.checkpoint_dir):
-        check_init_classes(config.init_from, plan)
+        check_init_plan(config.init_from, plan)
     on_epoch_end = None
     if config.ship_to is not None:
         def on_epoch_end(trainer, state):
@@ -119,7 +119,7 @@ def train_and_ship(config: TrainConfig, plan: TrainingPlan, data) -> int:
     return 0
 
 
-def check_init_classes(directory: Path, plan: TrainingPlan) -> None:
+def check_init_plan(directory: Path, plan: TrainingPlan) -> None:
     """``--init-from``'s plan must have this plan's class list, name for name, and hold out
     everything this plan holds out: weights trained on a clip the new run calls held out
     would make its held-out measurements lie.
@@ -146,6 +146,7 @@ def check_init_classes(directory: Path, plan: TrainingPlan) -> None:
             raise TrainingError(f"--init-from {directory}: {len(trained_on)} held-out {what} of this plan "
                                 f"(e.g. {trained_on[0]}) were not held out from that checkpoint's training; "
                                 "use its plan (same --seed and options on the same corpus)")
+
 
 if __name__ == "__main__":
     sys.exit(main())

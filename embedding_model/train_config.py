@@ -75,9 +75,9 @@ class TrainConfig:
         distill_weight, head_dim, specaugment, speaker_warp,
         clean_only, seed, max_minutes, checkpoint_minutes, resume_from, ship_to,
         no_progress: as the flags of the same names.
-        init_from: a checkpoint whose weights start a new run (fine-tuning): its class list
-            must equal the plan's; the optimizer, learning-rate schedule and epoch count
-            start afresh. Ignored once ``RUN_DIR`` has its own checkpoint.
+        init_from: a checkpoint whose weights start a new run (fine-tuning): its plan must
+            have this plan's class list and hold out all it holds out; the optimizer,
+            learning-rate schedule and epoch count start afresh. Ignored once ``RUN_DIR`` has its own checkpoint.
         output_gain: the exported model's output is multiplied by this inside the graph
             (``embedding_model.export.set_output_gain``); training is unaffected.
     """

@@ -33,7 +33,8 @@ The default selection algorithm. Three ideas:
    over the splits, and a **floor** applies: when the pool cannot be split that way
    (no prediction then), or when its keywords have only 2-3 speakers (or recordings)
    each (a pseudo-pool would keep one voice per keyword), tuned selects as DataPerf's
-   cross-validation baseline does (:data:`FLOOR_BY_CROSSVAL`); when the simulation cannot tell its choice from the
+   cross-validation baseline does, voted over several seeds (:data:`FLOOR_BY_CROSSVAL`,
+   :data:`FLOOR_VOTES`); when the simulation cannot tell its choice from the
    safe allocation (crossval's 40 % nontarget share, typical-but-diverse picks), it
    uses the safe allocation. stderr says why. eval.pb is never read.
 
@@ -134,9 +135,9 @@ DATAPERF_PROTOCOL = (100, 100, 200)
 SAFE_NONTARGET_FRACTION = 0.4
 #: When the simulation cannot weigh the configurations (see :func:`simulate`), select as DataPerf's cross-validation
 #: baseline does (its 60/40 split, 100 random subsets, the best on the rest of the
-#: pool; seeded with ``pool.seed``) instead of :func:`safe_config`'s typical picks: the
-#: floor is then the baseline itself. False: the typical picks (cheaper: crossval costs
-#: 100 fits, each scored on the rest of the pool).
+#: pool; :data:`FLOOR_VOTES` seeded searches voting) instead of :func:`safe_config`'s
+#: typical picks: the floor is then the baseline itself. False: the typical picks
+#: (cheaper: each crossval search costs 100 fits, each scored on the rest of the pool).
 FLOOR_BY_CROSSVAL = True
 #: The crossval floor is voted over this many seeded crossval searches
 #: (:func:`crossval_consensus`): one search's choice varies a lot with its seed.
@@ -710,8 +711,9 @@ def plan_splits(pool: Pool, prepared: "Prepared", by_speaker: bool = True,
     use_speakers = by_speaker and len(target_rows) > 0 and bool((speakers[target_rows] != "").all())
     # Units: a class id for targets, "0:word" for nontargets.
     units = np.where(labels > 0, labels.astype(str), np.char.add("0:", pool.keywords.astype(str)))
-    ratio, unit_ratio, scale = copy_scale(prepared.z, units, pool.seed)
-    copies = find_copies and ratio < COPY_POOL_RATIO and unit_ratio < COPY_UNIT_RATIO and scale > 0
+    ratio, unit_ratio, scale = (copy_scale(prepared.z, units, pool.seed) if find_copies
+                                else (float("inf"), float("inf"), 0.0))
+    copies = ratio < COPY_POOL_RATIO and unit_ratio < COPY_UNIT_RATIO and scale > 0
     radius = COPY_LINK * scale if copies else None
     unsplittable = []
     for c in range(pool.num_classes):
