@@ -292,66 +292,23 @@ def through_dataperf_layout(samples_path: Path, eval_path: Path, workdir: Path
 # ------------------------------------------------------------------ cleanlab baseline
 
 
-def k_medoids(x: np.ndarray, k: int, seed: int, iterations: int = 30) -> np.ndarray:
-    """Indices of ``k`` medoids of ``x`` [n, D] (alternating assignment / medoid update,
-    started from k-means centres' nearest members)."""
-    from sklearn.cluster import KMeans
-
-    n = len(x)
-    if k >= n:
-        return np.arange(n)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        centres = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x).cluster_centers_
-    distances = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=2)
-    medoids = np.unique(np.argmin(np.linalg.norm(x[:, None, :] - centres[None], axis=2), axis=0))
-    rest = np.setdiff1d(np.arange(n), medoids)
-    if len(medoids) < k:  # two centres with one nearest member
-        medoids = np.concatenate([medoids, rest[:k - len(medoids)]])
-    for _ in range(iterations):
-        assign = np.argmin(distances[:, medoids], axis=1)
-        updated = medoids.copy()
-        for j in range(k):
-            members = np.flatnonzero(assign == j)
-            if len(members):
-                updated[j] = members[np.argmin(distances[np.ix_(members, members)].sum(axis=1))]
-        if (updated == medoids).all():
-            break
-        medoids = updated
-    return medoids
-
-
 def cleanlab_select(pool: Pool) -> dict[str, list[str]]:
     """A cleanlab-style baseline: out-of-fold class probabilities from a
     LogisticRegression, cleanlab's label issues dropped, the best-quality half of each
-    class kept, then k-medoids per class with a class-balanced budget."""
+    class kept, then k-medoids per class with a class-balanced budget (the recipe of
+    ``selection.implementations.quality``, with the ``cleanlab`` library's label
+    issues and quality scores)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from selection.implementations.random_balanced import balanced_quota
+    from selection.implementations.quality import quality_medoid_rows
 
-    x, y = np.asarray(pool.embeddings, dtype=np.float64), pool.labels
-    folds = int(max(2, min(5, pool.class_sizes()[pool.class_sizes() > 0].min())))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        probs = cross_val_predict(LogisticRegression(max_iter=500, random_state=pool.seed), x, y,
-                                  cv=StratifiedKFold(folds, shuffle=True, random_state=pool.seed),
-                                  method="predict_proba")
-        issues = find_label_issues(y, probs)
-        quality = get_label_quality_scores(y, probs)
-    quota = balanced_quota(pool.class_sizes(), pool.train_size)
-    chosen = []
-    for c, k in enumerate(quota):
-        if k == 0:
-            continue
-        rows = np.flatnonzero((y == c) & ~issues)
-        if len(rows) < k:
-            rows = np.flatnonzero(y == c)
-        rows = rows[np.argsort(-quality[rows], kind="stable")][:max(int(k), len(rows) // 2)]
-        chosen.append(rows[k_medoids(x[rows], int(k), pool.seed)])
-    return pool.selection_from_indices(np.concatenate(chosen))
+    def by_cleanlab(labels, probs, classes):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return find_label_issues(labels, probs), get_label_quality_scores(labels, probs)
+
+    return pool.selection_from_indices(quality_medoid_rows(pool, by_cleanlab))
 
 
 # ------------------------------------------------------------------------- running

@@ -62,15 +62,20 @@ def _sklearn_estimators_named_in(path: Path) -> set[str]:
 
 def test_no_other_module_builds_the_classifier_or_the_metric():
     """The copies that drifted (crossval's private classifier, three warning filters)
-    stay gone: only protos/dataperf.py names the estimators and f1_score."""
+    stay gone: only protos/dataperf.py names the estimators and f1_score. One
+    exception, by name: tuned's one-voice floor probes label quality with its own
+    out-of-fold LogisticRegression (max_iter=500), which is not DataPerf's classifier
+    and must not become it (its picks are the cleanlab-style baseline's)."""
+    allowed = {"selection/implementations/quality.py": ["LogisticRegression"]}
     offenders = {}
     for package in ("eval", "selection", "protos"):
         for path in sorted((REPO / package).rglob("*.py")):
             if path == REPO / "protos" / "dataperf.py":
                 continue
             found = _sklearn_estimators_named_in(path)
-            if found:
-                offenders[str(path.relative_to(REPO))] = sorted(found)
+            name = str(path.relative_to(REPO))
+            if found and sorted(found) != allowed.get(name):
+                offenders[name] = sorted(found)
     assert offenders == {}
 
 

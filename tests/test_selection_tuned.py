@@ -11,7 +11,7 @@ from eval.scoring import score
 from protos import NONTARGET, TARGET, DatasetMetadata, SampleSet
 from protos.synthetic import random_sample_set
 from selection import implementations
-from selection.implementations import random_balanced, tuned
+from selection.implementations import quality, random_balanced, tuned
 from selection.pool import Pool, validate_selection
 
 # Also run under the second supported Python in CI (.ci/run: -m second_python).
@@ -239,7 +239,7 @@ def test_near_duplicates_stay_on_one_side():
 
 def test_floor_when_each_keyword_has_one_speaker(pair, capsys):
     """The real-speech failure: one speaker per keyword in the pool. The simulation
-    cannot hold a speaker out, so tuned uses the safe allocation and says so."""
+    cannot hold a speaker out, so tuned takes the one-voice floor and says so."""
     samples, _ = pair
     speakers = np.where(samples.labels > 0, np.char.add("spk", samples.labels.astype(str)),
                         np.asarray([f"n{i % 9}" for i in range(len(samples))]))
@@ -247,12 +247,29 @@ def test_floor_when_each_keyword_has_one_speaker(pair, capsys):
     answer, choice = tuned.select_with_choice(pool, verbose=True)
     err = capsys.readouterr().err
     assert choice.fallback and "safe allocation" in err and "one speaker each" in err
-    assert choice.config == tuned.safe_config(pool.num_classes)
+    assert choice.untested and choice.one_voice and choice.floor == "quality-medoids"
+    assert "every keyword is one speaker or one recording" in err
+    assert answer == quality.select(pool)
     counts = np.bincount(pool.labels[validate_selection(answer, pool)], minlength=pool.num_classes)
-    # The simulation could not weigh anything: the floor is crossval's selections voted
-    # over seeds (40 % of the budget to nontargets, the rest even over keywords).
-    assert "cross-validation baseline" in err and choice.floor == "crossval"
+    assert counts.sum() == 25 and counts.max() - counts.min() <= 1, counts  # class-balanced
+
+
+def test_crossval_floor_when_some_keyword_has_two_speakers(pair, capsys):
+    """One keyword with two speakers, the others one: the pool has more than one voice
+    somewhere, so the floor is crossval's selections voted over seeds (40 % of the
+    budget to nontargets, the rest even over the keywords)."""
+    samples, _ = pair
+    labels = samples.labels
+    speakers = np.where(labels > 0, np.char.add("spk", labels.astype(str)),
+                        np.asarray([f"n{i % 9}" for i in range(len(samples))]))
+    speakers = np.where((labels == 1) & (np.arange(len(labels)) % 2 == 0), "other", speakers)
+    pool = Pool.from_sample_set(with_speakers(samples, speakers), 25, 0)
+    answer, choice = tuned.select_with_choice(pool, verbose=True)
+    err = capsys.readouterr().err
+    assert choice.untested and not choice.one_voice and choice.floor == "crossval"
+    assert "cross-validation baseline" in err
     assert answer == pool.selection_from_indices(tuned.crossval_consensus(pool, tuned.FLOOR_VOTES))
+    counts = np.bincount(pool.labels[validate_selection(answer, pool)], minlength=pool.num_classes)
     assert counts[0] == round(0.4 * 25), counts
     assert counts[1:].max() - counts[1:].min() <= 1, counts
 
@@ -408,17 +425,17 @@ def test_no_prediction_when_every_keyword_is_one_recording(capsys):
     """Every keyword one recording in noisy copies, no speakers recorded (the
     real-speech pool of one speaker): nothing can be held out, so no simulated score
     (the earlier rule split the copies and predicted 0.82-0.87 where the real score
-    was 0.39-0.44); the floor is crossval's voted selection, as with speakers recorded."""
+    was 0.39-0.44); the floor is the one-voice floor, as with speakers recorded."""
     samples, _ = copies_pool(4, recordings=(1, 1, 1, 1), known_words=10)
     pool = Pool.from_sample_set(samples, 25, 0)
     answer, choice = tuned.select_with_choice(pool, verbose=True)
     err = capsys.readouterr().err
     assert choice.predicted is None and choice.scores == {}
-    assert choice.untested and choice.floor == "crossval"
+    assert choice.untested and choice.one_voice and choice.floor == "quality-medoids"
     assert "no prediction is possible" in err and "simulated macro F1" not in err
     assert sorted(choice.fallback.split("[")[1].split("]")[0].replace("'", "").split(", ")) == \
         sorted(TARGETS)
-    assert answer == pool.selection_from_indices(tuned.crossval_consensus(pool, tuned.FLOOR_VOTES))
+    assert answer == quality.select(pool)
 
 
 def test_crossval_floor_votes_over_seeds(pair, monkeypatch):

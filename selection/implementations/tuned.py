@@ -30,13 +30,17 @@ The default selection algorithm. Three ideas:
    A keyword's picks are shared among its speakers (or near-duplicate groups) when
    it has no more of them than picks: the eval's voices are none of the pool's.
    A configuration replaces the default only by a margin that survives the spread
-   over the splits, and a **floor** applies: when the pool cannot be split that way
-   (no prediction then), or when its keywords have only 2-3 speakers (or recordings)
-   each (a pseudo-pool would keep one voice per keyword), tuned selects as DataPerf's
-   cross-validation baseline does, voted over several seeds (:data:`FLOOR_BY_CROSSVAL`,
-   :data:`FLOOR_VOTES`); when the simulation cannot tell its choice from the
-   safe allocation (crossval's 40 % nontarget share, typical-but-diverse picks), it
-   uses the safe allocation. stderr says why. eval.pb is never read.
+   over the splits, and a **floor** applies: when every keyword is one speaker (or
+   one recording's copies), nothing can be tried on another voice (no prediction
+   then), and tuned takes class-balanced quality-then-medoids picks
+   (:mod:`selection.implementations.quality`, :data:`ONE_VOICE_FLOOR`); when some
+   keywords cannot be split that way, or the keywords have only 2-3 speakers (or
+   recordings) each (a pseudo-pool would keep one voice per keyword), tuned selects
+   as DataPerf's cross-validation baseline does, voted over several seeds
+   (:data:`FLOOR_BY_CROSSVAL`, :data:`FLOOR_VOTES`); when the simulation cannot tell
+   its choice from the safe allocation (crossval's 40 % nontarget share,
+   typical-but-diverse picks), it uses the safe allocation. stderr says why. eval.pb
+   is never read.
 
 Deterministic for a given ``pool.seed``. Cost on 2 cores: a few seconds for a pool of
 a few thousand clips, well under a minute for 20,000 clips of 1,024 dims; when the floor
@@ -61,7 +65,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from protos.dataperf import macro_f1, make_classifier, protocol_warnings_silenced
-from selection.implementations import crossval
+from selection.implementations import crossval, quality
 from selection.implementations.random_balanced import balanced_quota
 from selection.pool import Pool, SelectionError
 
@@ -142,6 +146,18 @@ FLOOR_BY_CROSSVAL = True
 #: The crossval floor is voted over this many seeded crossval searches
 #: (:func:`crossval_consensus`): one search's choice varies a lot with its seed.
 FLOOR_VOTES = 5
+#: Where every keyword is one unit (one speaker, or one recording's augmented copies),
+#: the floor is :mod:`selection.implementations.quality`'s class-balanced
+#: quality-then-medoids picks instead of crossval's. Chosen on development pools
+#: (one-speaker letter pools: klettres_en_GB, klettres_en, asterisk_ru alone, letter
+#: draws 1-3, sizes 25 and 60: 18 rows; the shipped model's vectors). Against the best
+#: of random, crossval and cleanlab (their means over seeds) on each row: the voted
+#: crossval floor -0.044 on average (worst -0.21), crossval -0.040 (worst -0.19),
+#: TypiClust picks at the class-balanced share -0.016 (worst -0.12), these picks
+#: -0.013 (worst -0.046; they equal the cleanlab baseline's seed-0 picks on every
+#: row). With one voice per keyword, crossval's fits reward picks that suit that voice.
+#: False: crossval's floor there too.
+ONE_VOICE_FLOOR = True
 #: Keywords with fewer speakers than this (median over keywords) leave the simulation's
 #: pseudo-pool with one voice each where the pool has two or three: its score is then
 #: a lower bound, and the prediction comes from a split by recording (see :func:`simulate`).
@@ -911,6 +927,9 @@ class Choice:
     #: True when the simulation could not weigh the configurations at all (the pool
     #: cannot be split, or too few voices): the floor is then crossval's selection.
     untested: bool = False
+    #: True when every keyword is one unit (one speaker, or one recording's copies):
+    #: the floor is then quality-then-medoids (:data:`ONE_VOICE_FLOOR`).
+    one_voice: bool = False
 
     def describe(self) -> str:
         bracket = "" if self.predicted_range is None else (
@@ -957,9 +976,10 @@ def simulate(pool: Pool, prepared: Prepared, configs: Sequence[Config] | None = 
         unit = ("speaker" if plan.by == "speaker" else "group of augmented copies (one "
                 "recording, or recordings too alike to tell apart)" if plan.copies
                 else "group of near-duplicate clips")
+        one_voice = len(plan.unsplittable) == int((sizes[1:] > 0).sum())
         return Choice(safe, None, {}, f"cannot hold out part of {plan.unsplittable}: one "
                       f"{unit} each; no prediction is possible (every clip of such a keyword "
-                      "is one the pick has heard)", plan.by, untested=True)
+                      "is one the pick has heard)", plan.by, untested=True, one_voice=one_voice)
     # In a pool of augmented copies, a near-duplicate group is a recording: a keyword
     # with two or three of them is a keyword with two or three voices at most.
     few_voices = (plan.by == "speaker" or plan.copies) and _few_voices(pool, plan)
@@ -1108,6 +1128,13 @@ def select_with_choice(pool: Pool, config: Config | None = None, n_repeats: int 
         # Where the simulation weighed the configurations and found none better than
         # the safe allocation, the safe allocation is what it validated; where it could
         # not weigh them, DataPerf's own baseline is the floor.
+        if choice is not None and choice.untested and choice.one_voice and ONE_VOICE_FLOOR:
+            choice.floor = "quality-medoids"
+            if verbose:
+                print("tuned: the floor: every keyword is one speaker or one recording, so no "
+                      "pick can be tried on another voice; class-balanced picks, the k-medoids "
+                      "of each class's clean, best-quality half", file=sys.stderr)
+            return pool.selection_from_indices(quality.quality_medoid_rows(pool)), choice
         if choice is not None and choice.untested and FLOOR_BY_CROSSVAL:
             try:
                 answer = pool.selection_from_indices(crossval_consensus(pool, FLOOR_VOTES))
