@@ -9,6 +9,12 @@ and any Opus file that path cannot parse, goes through libsndfile (via ``soundfi
 which reads Opus, Vorbis, WAV, FLAC and MP3 in-process: no ``opusdec``/``ffmpeg``
 subprocess per clip. Resampling uses soxr's high-quality setting. Encoding drives libopus
 directly (:mod:`corpus._opus`): faster than libsndfile's encoder and byte-reproducible.
+
+The two Opus paths differ in the last bits (libopus's own resampler against soxr's),
+and those differences can flip a selection. ``DATAPERF_OPUS_DECODER=libsndfile``
+(``build-dataset --opus-decoder libsndfile``; the demo uses it) sends Opus through
+libsndfile too, the copy bundled with the ``soundfile`` wheel, so the same wheel gives
+the same samples whether or not the system has libopus.
 """
 
 from __future__ import annotations
@@ -38,6 +44,26 @@ SILENCE_PEAK = 1e-4
 """Peak amplitude below which a decoded clip counts as silent (-80 dBFS)."""
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+OPUS_DECODER_ENV = "DATAPERF_OPUS_DECODER"
+"""Environment variable choosing the Ogg/Opus decoder, one of :data:`OPUS_DECODERS`."""
+
+OPUS_DECODERS = ("auto", "libsndfile")
+"""``auto``: libopus at 16 kHz when it loads, else libsndfile; ``libsndfile``: always
+libsndfile at 48 kHz, then soxr (the same samples on every machine with the same wheel)."""
+
+
+def opus_decoder() -> str:
+    """The Ogg/Opus decoder :envvar:`DATAPERF_OPUS_DECODER` asks for (unset or empty: auto).
+
+    Raises:
+        InputError: any other value (the message names the variable and the choices).
+    """
+    value = os.environ.get(OPUS_DECODER_ENV, "") or "auto"
+    if value not in OPUS_DECODERS:
+        raise InputError(f"{OPUS_DECODER_ENV}={value!r} is not a decoder: set it to "
+                         f"{' or '.join(OPUS_DECODERS)}, or unset it")
+    return value
 
 
 class ClipError(InputError):
@@ -212,6 +238,8 @@ def _load_opus_native(source: AudioSource) -> np.ndarray | None:
         or None for non-Opus input, a stream the native decoder rejects, or a result
         (no samples, non-finite values) whose error reason libsndfile should give.
     """
+    if opus_decoder() == "libsndfile":
+        return None
     data = _read_if_opus(source)
     if data is None:
         return None

@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("running")
     run.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="decoding processes (0: decode in-process)")
     run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="clips per embedding batch")
+    run.add_argument("--opus-decoder", choices=("auto", "libsndfile"), default=None,
+                     help="Ogg/Opus decoder: auto = libopus straight at 16 kHz when the system has it "
+                     "(fastest), else libsndfile; libsndfile = always the soundfile wheel's libsndfile "
+                     "at 48 kHz + soxr (the same vectors with or without a system libopus; the demo "
+                     "uses it) (default: $DATAPERF_OPUS_DECODER, else auto)")
     run.add_argument("--strict", action="store_true",
                      help="stop at the first unreadable, empty or silent clip instead of skipping it")
     run.add_argument("--dry-run", action="store_true",
@@ -143,7 +148,13 @@ def _main(argv: Sequence[str] | None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and not args.runner:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    from corpus.audio import OPUS_DECODER_ENV, opus_decoder
     from corpus.layout import CorpusError
+
+    if args.opus_decoder:
+        # Decoding workers are spawned later and inherit the environment.
+        os.environ[OPUS_DECODER_ENV] = args.opus_decoder
+    opus_decoder()  # a bad value in the environment: one line now, not one per clip
 
     from dataset_builder.launcher import launch
 

@@ -141,6 +141,19 @@ def test_out_naming_a_file_is_refused_before_the_model_loads(corpus, tmp_path, c
     assert out.read_text() == "not a directory" and leftovers(out) == []
 
 
+def test_a_bad_opus_decoder_in_the_environment_is_one_line_before_any_work(corpus, tmp_path, capsys,
+                                                                           monkeypatch):
+    monkeypatch.setenv("DATAPERF_OPUS_DECODER", "ffmpeg")
+    out = tmp_path / "out"
+    code = cli.main(argv_for(corpus, out, "--model", str(tmp_path / "no-model"), backend="mswc"))
+    assert_one_error_line(code, capsys.readouterr().err, 1, "DATAPERF_OPUS_DECODER='ffmpeg' is not a decoder")
+    assert not out.exists()
+    # The flag overrides the environment (and is what the workers inherit).
+    code = cli.main(argv_for(corpus, out, "--opus-decoder", "libsndfile"))
+    assert code == 0, capsys.readouterr().err
+    assert os.environ["DATAPERF_OPUS_DECODER"] == "libsndfile"
+
+
 def test_a_read_only_out_is_refused_before_the_model_loads(corpus, tmp_path, capsys):
     with tmpfs(tmp_path / "disk", 4096) as disk:
         out = disk / "out"

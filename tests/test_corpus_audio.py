@@ -11,6 +11,7 @@ import soundfile as sf
 import soxr
 
 from corpus import _opus
+from protos.errors import InputError
 from corpus._ogg import ogg_crc, set_stream_serial
 from corpus._opus_decode import NativeDecodeError, decode_ogg_opus, is_ogg_opus
 from corpus.audio import (
@@ -234,6 +235,30 @@ def test_native_opus_decode_matches_libsndfile_path(tmp_path):
     path.write_bytes(opus)
     for source in (opus, io.BytesIO(opus), path):
         np.testing.assert_array_equal(load_clip(source), native)
+
+
+def test_opus_decoder_libsndfile_skips_the_native_path(tmp_path, monkeypatch):
+    """DATAPERF_OPUS_DECODER=libsndfile: Opus goes through libsndfile at 48 kHz + soxr,
+    with or without a system libopus (the demo's setting: one table everywhere)."""
+    from corpus.audio import OPUS_DECODER_ENV, opus_decoder
+
+    opus = encode_opus(speechlike(1.0))
+    reference = normalize_clip(*decode_audio(opus))
+    monkeypatch.setenv(OPUS_DECODER_ENV, "libsndfile")
+    assert opus_decoder() == "libsndfile"
+    path = tmp_path / "clip.opus"
+    path.write_bytes(opus)
+    for source in (opus, io.BytesIO(opus), path):
+        np.testing.assert_array_equal(load_clip(source), reference)
+    if _opus.libopus() is not None:  # auto takes the native path, which differs in the last bits
+        monkeypatch.setenv(OPUS_DECODER_ENV, "auto")
+        np.testing.assert_array_equal(load_clip(opus), decode_ogg_opus(opus, SAMPLE_RATE))
+        assert not np.array_equal(load_clip(opus), reference)
+    monkeypatch.setenv(OPUS_DECODER_ENV, "")
+    assert opus_decoder() == "auto"
+    monkeypatch.setenv(OPUS_DECODER_ENV, "ffmpeg")
+    with pytest.raises(InputError, match="DATAPERF_OPUS_DECODER='ffmpeg' is not a decoder"):
+        load_clip(opus)
 
 
 @pytest.mark.needs_system("libopus0")
