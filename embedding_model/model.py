@@ -40,15 +40,21 @@ class ModelConfig:
     pooled_channels: int = 64
     embedding: str = "ln"  # "ln" (linear + LayerNorm) or "relu" (Dense + BN + ReLU)
     embedding_dim: int = EMBEDDING_DIM
+    input_norm: str = "clip"  # "clip": the clip's mean level removed; "band": each band's mean over time
 
     def __post_init__(self):
+        if self.input_norm not in ("clip", "band"):
+            raise ValueError(f"input_norm must be 'clip' or 'band', got {self.input_norm!r}")
         if self.embedding not in ("ln", "relu"):
             raise ValueError(f"embedding must be 'ln' or 'relu', got {self.embedding!r}")
         if len(self.widths) != len(self.strides):
             raise ValueError("widths and strides must have the same length")
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["input_norm"] == "clip":  # the original models' configs have no such field
+            del data["input_norm"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -83,6 +89,14 @@ def _define_layers() -> None:
 
         def call(self, logmel):
             return logmel - tf.reduce_mean(logmel, axis=[1, 2], keepdims=True)
+
+    @keras.saving.register_keras_serializable(package="embedding_model")
+    class BandNormalize(keras.layers.Layer):
+        """Subtract each mel band's mean over the clip's frames: a fixed channel (microphone,
+        telephone line, spectral tilt), additive in log-mel, becomes a no-op."""
+
+        def call(self, logmel):
+            return logmel - tf.reduce_mean(logmel, axis=1, keepdims=True)
 
     @keras.saving.register_keras_serializable(package="embedding_model")
     class CosineClassifier(keras.layers.Layer):
@@ -136,6 +150,7 @@ def _define_layers() -> None:
         {
             "LogMel": logmel_class(),
             "ClipNormalize": ClipNormalize,
+            "BandNormalize": BandNormalize,
             "CosineClassifier": CosineClassifier,
             "Subsample2D": Subsample2D,
         }
@@ -186,7 +201,10 @@ def build_backbone(config: ModelConfig = ModelConfig()):
 
     objs = custom_objects()
     logmel = keras.Input(shape=(N_FRAMES, N_MELS), name="logmel")
-    x = objs["ClipNormalize"](name="clip_normalize")(logmel)
+    if config.input_norm == "band":
+        x = objs["BandNormalize"](name="band_normalize")(logmel)
+    else:
+        x = objs["ClipNormalize"](name="clip_normalize")(logmel)
     x = layers.Reshape((N_FRAMES, N_MELS, 1), name="add_channel")(x)
     x = layers.Conv2D(config.stem_width, 3, strides=(1, 2), padding="same", use_bias=False, name="stem")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)

@@ -104,6 +104,7 @@ class TrainConfig:
     export_only: bool = False
     model_size: str = "base"
     embedding: str = "ln"
+    input_norm: str = "clip"
     epochs: int = 40
     batch_size: int = 256
     lr: float = 3e-3
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backbone size (default: %(default)s)")
     g.add_argument("--embedding", choices=EMBEDDINGS, default=_DEFAULTS["embedding"],
                    help="embedding layer: linear+LayerNorm (ln) or Dense+BN+ReLU (relu) (default: %(default)s)")
+    g.add_argument("--input-norm", choices=("clip", "band"), default=_DEFAULTS["input_norm"],
+                   help="log-mel normalisation inside the model: the clip's mean level (clip) or each "
+                   "band's mean over time (band: also removes a fixed channel) (default: %(default)s)")
     g.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"],
                    help="epochs; the learning-rate schedule spans them all (default: %(default)s)")
     g.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"],

@@ -87,6 +87,27 @@ def test_backbone_shapes_and_named_embedding_layer():
         ModelConfig(embedding="tanh")
 
 
+def test_band_norm_ignores_a_fixed_channel_and_old_configs_read_back():
+    """--input-norm band: each mel band's mean over time is removed, so a fixed per-band
+    offset (a microphone's or telephone line's response, additive in log-mel) leaves the
+    embedding unchanged, where the default (the clip's mean only) does not. The default
+    config's JSON has no such field, as the checkpoints trained before it."""
+    from embedding_model.frontend import N_FRAMES, N_MELS
+    from embedding_model.model import ModelConfig, build_backbone
+
+    rng = np.random.default_rng(0)
+    logmel = rng.standard_normal((2, N_FRAMES, N_MELS)).astype(np.float32)
+    channel = np.linspace(-3, 3, N_MELS, dtype=np.float32)[None, None, :]
+    band, clip = (build_backbone(ModelConfig(input_norm=n)) for n in ("band", "clip"))
+    moved = {name: float(np.abs(m.predict(logmel + channel, verbose=0) - m.predict(logmel, verbose=0)).max())
+             for name, m in (("band", band), ("clip", clip))}
+    assert moved["band"] < 1e-4 and moved["clip"] > 1e-3, moved
+    assert "input_norm" not in ModelConfig().to_json()
+    assert ModelConfig.from_json(ModelConfig(input_norm="band").to_json()).input_norm == "band"
+    with pytest.raises(ValueError, match="input_norm"):
+        ModelConfig(input_norm="frame")
+
+
 def test_flops_per_clip_are_a_few_mflops():
     from embedding_model.model import build_backbone, build_embedder, count_flops
 
