@@ -24,6 +24,9 @@ MODEL_SIZES = {
     "base": {},
     # For tests and smoke runs: trains in seconds, same interface (1024-d output).
     "tiny": {"widths": (16, 16, 24, 24, 24, 32), "stem_width": 8, "pooled_channels": 16},
+    # Twice base's channels (about 3x its multiply-adds): does a larger student copy its
+    # teacher better, on real voices too?
+    "wide": {"widths": (128, 128, 256, 256, 256, 320), "stem_width": 64, "pooled_channels": 128},
 }
 EMBEDDINGS = ("ln", "relu")
 TEACHER_CONTEXTS = ("centered2s", "bare")
