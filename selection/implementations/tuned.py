@@ -925,7 +925,8 @@ class Choice:
     predicted_range: tuple[float, float] | None = None
     floor: str = ""
     #: True when the simulation could not weigh the configurations at all (the pool
-    #: cannot be split, or too few voices): the floor is then crossval's selection.
+    #: cannot be split, or too few voices): the floor is then crossval's voted
+    #: selection, or quality-then-medoids when ``one_voice``.
     untested: bool = False
     #: True when every keyword is one unit (one speaker, or one recording's copies):
     #: the floor is then quality-then-medoids (:data:`ONE_VOICE_FLOOR`).
