@@ -29,6 +29,7 @@ MODEL_SIZES = {
     "wide": {"widths": (128, 128, 256, 256, 256, 320), "stem_width": 64, "pooled_channels": 128},
 }
 EMBEDDINGS = ("ln", "relu")
+INPUT_NORMS = ("clip", "band")
 TEACHER_CONTEXTS = ("centered2s", "bare")
 
 
@@ -154,6 +155,8 @@ class TrainConfig:
             raise TrainingError(f"--model-size {self.model_size!r}: choose one of {', '.join(sorted(MODEL_SIZES))}")
         if self.embedding not in EMBEDDINGS:
             raise TrainingError(f"--embedding {self.embedding!r}: choose one of {', '.join(EMBEDDINGS)}")
+        if self.input_norm not in INPUT_NORMS:
+            raise TrainingError(f"--input-norm {self.input_norm!r}: choose one of {', '.join(INPUT_NORMS)}")
 
     @property
     def uses_ewn(self) -> bool:
@@ -243,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backbone size (default: %(default)s)")
     g.add_argument("--embedding", choices=EMBEDDINGS, default=_DEFAULTS["embedding"],
                    help="embedding layer: linear+LayerNorm (ln) or Dense+BN+ReLU (relu) (default: %(default)s)")
-    g.add_argument("--input-norm", choices=("clip", "band"), default=_DEFAULTS["input_norm"],
+    g.add_argument("--input-norm", choices=INPUT_NORMS, default=_DEFAULTS["input_norm"],
                    help="log-mel normalisation inside the model: the clip's mean level (clip) or each "
                    "band's mean over time (band: also removes a fixed channel) (default: %(default)s)")
     g.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"],

@@ -105,7 +105,8 @@ class Trainer:
 
         keras.utils.set_random_seed(config.seed)
         self.options = config
-        self.config = ModelConfig(embedding=config.embedding, input_norm=config.input_norm, **MODEL_SIZES[config.model_size])
+        self.config = ModelConfig(embedding=config.embedding, input_norm=config.input_norm,
+                                  **MODEL_SIZES[config.model_size])
         self.backbone = build_backbone(self.config)
         # The teacher head predicts every teacher's dimensions (openWakeWord, + EfficientWord-Net's).
         self.trainer = build_trainer(self.backbone, n_classes, head_dim=config.head_dim,

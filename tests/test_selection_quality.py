@@ -44,7 +44,7 @@ def two_mode_pool(seed: int = 0, per_mode: int = 12, dim: int = 8, mislabelled: 
 def test_class_balanced_clean_and_from_the_best_half():
     samples, mode = two_mode_pool()
     pool = Pool.from_sample_set(samples, 8, 0)
-    rows = validate_selection(quality.select(pool), pool)
+    rows = validate_selection(pool.selection_from_indices(quality.quality_medoid_rows(pool)), pool)
     counts = np.bincount(pool.labels[rows], minlength=pool.num_classes)
     assert counts.tolist() == [2, 2, 2, 2]  # 8 over nontarget + 3 keywords
     assert (mode[rows] >= 0).all(), "a clip sitting among another keyword's clips was picked"

@@ -249,7 +249,7 @@ def test_floor_when_each_keyword_has_one_speaker(pair, capsys):
     assert choice.fallback and "safe allocation" in err and "one speaker each" in err
     assert choice.untested and choice.one_voice and choice.floor == "quality-medoids"
     assert "every keyword is one speaker or one recording" in err
-    assert answer == quality.select(pool)
+    assert answer == pool.selection_from_indices(quality.quality_medoid_rows(pool))
     counts = np.bincount(pool.labels[validate_selection(answer, pool)], minlength=pool.num_classes)
     assert counts.sum() == 25 and counts.max() - counts.min() <= 1, counts  # class-balanced
 
@@ -435,7 +435,7 @@ def test_no_prediction_when_every_keyword_is_one_recording(capsys):
     assert "no prediction is possible" in err and "simulated macro F1" not in err
     assert sorted(choice.fallback.split("[")[1].split("]")[0].replace("'", "").split(", ")) == \
         sorted(TARGETS)
-    assert answer == quality.select(pool)
+    assert answer == pool.selection_from_indices(quality.quality_medoid_rows(pool))
 
 
 def test_crossval_floor_votes_over_seeds(pair, monkeypatch):

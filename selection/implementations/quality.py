@@ -110,7 +110,3 @@ def quality_medoid_rows(pool: Pool, label_quality=own_class_quality) -> np.ndarr
         chosen.append(rows[k_medoids(x[rows], int(k), pool.seed)])
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
-
-def select(pool: Pool) -> dict[str, list[str]]:
-    """Quality-then-medoids selection (see the module docstring)."""
-    return pool.selection_from_indices(quality_medoid_rows(pool))
