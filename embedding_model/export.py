@@ -122,6 +122,12 @@ def check_output_gain(gain: float) -> None:
         raise ValueError(f"the output gain must be a positive number, got {gain}")
 
 
+def trained_part(embedder):
+    """The sub-model that ends in the embedding layer: "backbone" (train-embedding) or "head" (train-hybrid)."""
+    names = [layer.name for layer in embedder.layers]
+    return embedder.get_layer("backbone" if "backbone" in names else "head")
+
+
 def set_output_gain(embedder, gain: float) -> None:
     """Multiply ``embedder``'s output by ``gain`` inside the graph, in place.
 
@@ -138,7 +144,7 @@ def set_output_gain(embedder, gain: float) -> None:
     from embedding_model.model import EMBEDDING_LAYER
 
     check_output_gain(gain)
-    backbone = embedder.get_layer("backbone")
+    backbone = trained_part(embedder)
     layer = backbone.get_layer(EMBEDDING_LAYER)
     if not layer.weights:  # Dense + BatchNorm + ReLU: scale the BatchNorm
         layer = backbone.get_layer("embedding_bn")
@@ -282,8 +288,11 @@ def export_all(model_dir: str | Path, out_dir: str | Path, calibration: np.ndarr
     from embedding_model.model import build_embedder
 
     quant_dir = out_dir / f".{SAVED_MODEL_NAME}.int8.tmp"
-    export_savedmodel(build_embedder(embedder.get_layer("backbone"), mel_block_rows=QUANT_SAFE_MEL_BLOCK_ROWS),
-                      quant_dir)
+    if trained_part(embedder).name == "backbone":
+        export_savedmodel(build_embedder(embedder.get_layer("backbone"), mel_block_rows=QUANT_SAFE_MEL_BLOCK_ROWS),
+                          quant_dir)
+    else:  # train-hybrid's model: its mel filterbank is already a small weight
+        export_savedmodel(embedder, quant_dir)
     modes = (["full"] if calibration is not None else []) + ["weights_only"]
     for mode in modes:
         export_tflite(quant_dir, out_dir / TFLITE_INT8_NAME, calibration=calibration[:200] if mode == "full" else None,

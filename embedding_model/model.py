@@ -82,6 +82,7 @@ def _define_layers() -> None:
     import tensorflow as tf
 
     from embedding_model.frontend import logmel_class
+    from embedding_model.oww_graph import custom_objects as oww_objects
 
     @keras.saving.register_keras_serializable(package="embedding_model")
     class ClipNormalize(keras.layers.Layer):
@@ -153,6 +154,7 @@ def _define_layers() -> None:
             "BandNormalize": BandNormalize,
             "CosineClassifier": CosineClassifier,
             "Subsample2D": Subsample2D,
+            **oww_objects(),
         }
     )
 
