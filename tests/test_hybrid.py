@@ -65,6 +65,7 @@ def test_rerun_resumes_and_more_epochs_continue_from_the_checkpoint(hybrid_run, 
     (["--plan", "{tmp}/plan.json", "--epochs", "0"], "--epochs must be at least 1"),
     (["--plan", "{tmp}/plan.json", "--corpus", "{tmp}/no-corpus"], "corpus .*no-corpus not found"),
     (["--plan", "{tmp}/plan.json", "--head", "flat"], "holds a run with --head mean"),
+    (["--plan", "{tmp}/plan.json", "--views", "2"], "holds a run with .*--views 1: use another --run-dir"),
 ])
 def test_bad_input_is_one_line_and_exit_1(hybrid_run, capsys, args, complaint):
     import re

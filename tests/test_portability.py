@@ -171,3 +171,25 @@ def test_shipped_model_embeddings_and_scores_agree_with_onednn_on_and_off(tiny_c
     assert cosine_rows(off, sm).min() >= 0.9999
     lite = TFLiteEmbedder(MODELS / "mswc_embedding.tflite").embed(clips)
     assert cosine_rows(off, lite).min() >= 0.9999
+
+
+HYBRID = MODELS / "hybrid"
+
+
+def test_shipped_hybrid_model_loads_with_its_identity_and_agrees_with_onednn_on_and_off(tmp_path):
+    # models/hybrid (train-hybrid) needs no onnx or openwakeword to load: its weights are in the .keras file.
+    from embedding_model import get_backend
+    from embedding_model.export import cosine_rows
+
+    meta = json.loads((HYBRID / "mswc_embedding.json").read_text(encoding="utf-8"))
+    backend = get_backend("mswc", model=HYBRID)
+    assert backend.identity == meta["identity"] and backend.dim == 1024
+    clips = _clips()
+    off = backend.embed(clips)
+    np.save(tmp_path / "clips.npy", clips)
+    script = _EMBED_SCRIPT.replace('get_backend("mswc")', f'get_backend("mswc", model={str(HYBRID)!r})').format(
+        root=str(ROOT), out=str(tmp_path / "on.npy"), clips=str(tmp_path / "clips.npy"))
+    subprocess.run([sys.executable, "-c", script], env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1"},
+                   check=True, capture_output=True, timeout=600)
+    assert np.all(np.isfinite(off))
+    assert cosine_rows(off, np.load(tmp_path / "on.npy")).min() >= 0.9999
