@@ -250,7 +250,9 @@ def export(plan, run_dir: Path, head, state: dict) -> Path:
     from embedding_model.export import KERAS_NAME, META_NAME, _save_keras
     from embedding_model.oww_graph import build_sequence_model, read_onnx_weights
 
-    clean = build_head(state["head"], np.zeros(96), np.ones(96))
+    norm = head.get_layer("standardise").get_config()  # its mean and variance are constants, not weights
+    clean = build_head(state["head"], np.asarray(norm["mean"], np.float32).reshape(-1),
+                       np.sqrt(np.asarray(norm["variance"], np.float32).reshape(-1)))
     clean.set_weights(head.get_weights())
     embedder = build_embedder(build_sequence_model(read_onnx_weights()), clean)
     out = run_dir / "export"

@@ -38,6 +38,15 @@ def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
     front = backend.model.get_layer("oww_sequence")
     fresh = build_sequence_model(read_onnx_weights())
     np.testing.assert_allclose(front.predict(clips, verbose=0), fresh.predict(clips, verbose=0), rtol=1e-6, atol=1e-5)
+    # The exported head is the trained one (its standardisation included), without the training noise.
+    import keras
+
+    from embedding_model.model import custom_objects
+
+    trained = keras.models.load_model(run / "trainer.keras", custom_objects=custom_objects()).get_layer("head")
+    windows = fresh.predict(clips, verbose=0)
+    np.testing.assert_allclose(backend.model.get_layer("head")(windows, training=False).numpy(),
+                               trained(windows, training=False).numpy(), rtol=1e-5, atol=1e-5)
     meta = json.loads((run / "export" / "mswc_embedding.json").read_text())
     assert meta["identity"] == backend.identity and meta["kind"] == "hybrid" and meta["training"]["epochs"] == 2
     assert (run / "export" / "holdout.json").is_file()
