@@ -22,7 +22,7 @@ Stages, each reused when done, so rerunning the command resumes::
 
 1. features: the [8, 96] window embeddings of every training and validation clip of
    the plan (``RUN/features/{lang}.npz``); with ``--views 2`` also of one seeded
-   channel-augmented copy of each (it scored lower on real speech, so not by default);
+   channel-augmented copy of each (no better on real speech, twice the time, so not by default);
 2. head: trained epoch by epoch, a checkpoint after each (``RUN/head.keras`` +
    ``RUN/state.json``), validation accuracy logged in ``RUN/curves.csv``;
 3. export: ``RUN/export`` (the embedding model, its metadata, the plan as ``holdout.json``).
@@ -290,7 +290,7 @@ def _run(argv: list[str] | None) -> int:
                    help="how the head reads the 8 windows: averaged (mean) or in order (flat) (default: mean)")
     p.add_argument("--views", type=int, choices=(1, 2), default=1,
                    help="1: train on the clips as they are; 2: also on one channel-augmented copy of each "
-                   "(default: 1, chosen on real speech)")
+                   "(default: 1; 2 scored the same on real speech and takes twice as long)")
     p.add_argument("--epochs", type=int, default=4, help="training epochs (default: 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--features-only", action="store_true", help="stop after the features stage")
