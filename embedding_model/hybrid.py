@@ -132,7 +132,7 @@ def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: b
     from embedding_model.plan import plan_clips
 
     sequence_model = None
-    augmenter = ChannelAugmenter(rirs=make_rir_bank(64, seed=seed), babble=None)
+    augmenter = ChannelAugmenter(rirs=make_rir_bank(64, seed=seed), babble=None) if views == 2 else None
     for lang in plan.langs:
         out = feature_path(run_dir, lang)
         train, val = plan_clips(plan, lang)
@@ -195,31 +195,35 @@ def read_state(run_dir: Path, kind: str, seed: int, views: int) -> dict:
     state_path = run_dir / "state.json"
     fresh = {"epoch": 0, "head": kind, "seed": seed, "views": views}
     state = json.loads(state_path.read_text()) if state_path.is_file() else fresh
-    if (state["head"], state["seed"], state.get("views", 2)) != (kind, seed, views):
+    if (state["head"], state["seed"], state["views"]) != (kind, seed, views):
         raise HybridError(f"{run_dir} holds a run with --head {state['head']} --seed {state['seed']} "
-                          f"--views {state.get('views', 2)}: use another --run-dir, or the same options to resume")
+                          f"--views {state['views']}: use another --run-dir, or the same options to resume")
     return state
 
 
-def train_head(plan, run_dir: Path, kind: str, epochs: int, seed: int, views: int = 1, progress: bool = True):
-    """Train (or resume) the head; returns it. One checkpoint per epoch."""
+def train_head(plan, run_dir: Path, state: dict, epochs: int, progress: bool = True):
+    """Train (or resume) the head from ``state`` (:func:`read_state`); returns it. One checkpoint per epoch."""
     import keras
 
     from embedding_model.model import custom_objects
 
-    x, y, vx, vy = load_features(plan, run_dir)
-    state_path, ckpt = run_dir / "state.json", run_dir / "trainer.keras"
-    state = read_state(run_dir, kind, seed, views)
-    if state["epoch"] and ckpt.is_file():
+    ckpt = run_dir / "trainer.keras"
+    if state["epoch"]:
+        if not ckpt.is_file():
+            raise HybridError(f"{ckpt} is missing, but {run_dir / 'state.json'} records {state['epoch']} "
+                              "epochs done: use another --run-dir")
         trainer = keras.models.load_model(ckpt, custom_objects=custom_objects())
-    else:
+        if state["epoch"] >= epochs:  # nothing left to train: the features are not needed
+            return trainer.get_layer("head")
+    x, y, vx, vy = load_features(plan, run_dir)
+    if not state["epoch"]:
         flat = x.reshape(-1, x.shape[-1])
-        keras.utils.set_random_seed(seed)
-        head = build_head(kind, flat.mean(0), flat.std(0) + 1e-6, noise=0.3)
+        keras.utils.set_random_seed(state["seed"])
+        head = build_head(state["head"], flat.mean(0), flat.std(0) + 1e-6, noise=0.3)
         trainer = build_trainer(head, len(plan.classes))
         trainer.compile(keras.optimizers.Adam(1e-3),
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    curves = run_dir / "curves.csv"
+    seed, curves = state["seed"], run_dir / "curves.csv"
     for epoch in range(state["epoch"], epochs):
         keras.utils.set_random_seed(seed * 1000 + epoch)
         order = np.random.default_rng([seed, epoch]).permutation(len(x))
@@ -235,10 +239,10 @@ def train_head(plan, run_dir: Path, kind: str, epochs: int, seed: int, views: in
         tmp.replace(ckpt)
         atomic_write_text(curves, text)
         state["epoch"] = epoch + 1
-        atomic_write_text(state_path, json.dumps(state) + "\n")
+        atomic_write_text(run_dir / "state.json", json.dumps(state) + "\n")
         if progress:
             log(f"epoch {epoch + 1}/{epochs}: loss {loss:.3f}, validation accuracy {val_acc:.3f}")
-    return trainer.get_layer("head"), state
+    return trainer.get_layer("head")
 
 
 # --- stage 3: export -------------------------------------------------------------------
@@ -247,7 +251,7 @@ def train_head(plan, run_dir: Path, kind: str, epochs: int, seed: int, views: in
 def export(plan, run_dir: Path, head, state: dict) -> Path:
     """``RUN/export``: the embedding model (head without its training noise), metadata, plan."""
     from embedding_model.backends import weights_identity
-    from embedding_model.export import KERAS_NAME, META_NAME, _save_keras
+    from embedding_model.export import META_NAME, _save_keras
     from embedding_model.oww_graph import build_sequence_model, read_onnx_weights
 
     norm = head.get_layer("standardise").get_config()  # its mean and variance are constants, not weights
@@ -261,12 +265,11 @@ def export(plan, run_dir: Path, head, state: dict) -> Path:
     meta = {"identity": weights_identity(embedder), "dim": int(embedder.output_shape[-1]),
             "params": int(embedder.count_params()), "output_gain": 1.0, "kind": "hybrid",
             "training": {"head": state["head"], "epochs": state["epoch"], "seed": state["seed"],
-                         "views": state.get("views", 2),
+                         "views": state["views"],
                          "plan": plan.digest(), "classes": len(plan.classes),
                          "front": "Google speech embedding (openwakeword 0.4.0 ONNX files), frozen"}}
     atomic_write_text(out / META_NAME, json.dumps(meta, indent=1) + "\n")
     plan.save(out / "holdout.json")
-    assert (out / KERAS_NAME).is_file()
     return out
 
 
@@ -316,12 +319,11 @@ def _run(argv: list[str] | None) -> int:
         raise EnvironmentProblem(
             "train-hybrid needs TensorFlow: pip install 'dataperf-speech[pipeline,openwakeword]'") from exc
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    read_state(args.run_dir, args.head, args.seed, args.views)  # before anything is overwritten
+    state = read_state(args.run_dir, args.head, args.seed, args.views)  # before anything is overwritten
     compute_features(plan, args.run_dir, args.seed, views=args.views, progress=not args.no_progress)
     if args.features_only:
         return 0
-    head, state = train_head(plan, args.run_dir, args.head, args.epochs, args.seed, views=args.views,
-                             progress=not args.no_progress)
+    head = train_head(plan, args.run_dir, state, args.epochs, progress=not args.no_progress)
     out = export(plan, args.run_dir, head, state)
     log(f"exported {out}")
     return 0

@@ -16,7 +16,7 @@ floor is per clip. The two agree exactly when a batch holds one clip
 (``tests/test_oww_graph.py``).
 
 Shapes: waveforms [N, S] float32 in [-1, 1] -> mel [N, F, 32] with F = (S - 512) // 160
-+ 1 -> windows of 76 frames every ``step`` frames -> [N, W, 96].
++ 1 -> windows of 76 frames every 8 frames -> [N, W, 96], W = (F - 76) // 8 + 1.
 """
 
 from __future__ import annotations

@@ -52,8 +52,6 @@ def test_a_clip_does_not_depend_on_its_batch_mates(weights):
 
 
 def test_one_pass_over_the_clip_equals_every_window_on_its_own(weights):
-    import keras
-
     from embedding_model.oww_graph import build_window_embedder
 
     mel = np.random.default_rng(0).normal(1.0, 0.5, (2, 76 + 3 * 8, 32, 1)).astype(np.float32)
@@ -62,7 +60,6 @@ def test_one_pass_over_the_clip_equals_every_window_on_its_own(weights):
     each = np.stack([single.predict(mel[:, s : s + 76], verbose=0)[:, 0] for s in range(0, 25, 8)], axis=1)
     assert whole.shape == (2, 4, 96)
     np.testing.assert_allclose(whole, each, atol=1e-4 * np.abs(each).max())
-    del keras
 
 
 def test_saved_model_loads_without_the_onnx_files(weights, tmp_path):
