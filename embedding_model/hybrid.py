@@ -3,13 +3,15 @@
 The student of ``train-embedding`` learns everything from synthetic speech, and on real
 human recordings it stays far below openWakeWord (docs/MODEL.md, models/MODEL_CARD.md).
 This model keeps what was learnt from real speech instead of trying to copy it: Google's
-speech embedding, as openWakeWord ships it, is the frozen front of the network, rebuilt
-in TensorFlow (:mod:`embedding_model.oww_graph`), and only a keyword classifier on top
-of it is trained, on the same synthetic corpus and the same training plan::
+speech embedding, as openWakeWord ships it, is the front of the network, rebuilt in
+TensorFlow (:mod:`embedding_model.oww_graph`); a keyword classifier is trained on top of
+it, on the same synthetic corpus and the same training plan, and then the front's last
+five convolutions are fine-tuned with it at a tenth of the learning rate::
 
     waveforms [N, 16000]
       -> clip centred in 0.18 s of zeros each side, openWakeWord's mel   [N, 133, 32]
-      -> speech embedding, 8 windows of 0.76 s every 80 ms (frozen)      [N, 8, 96]
+      -> speech embedding, convolutions 0-14 (frozen)                    [N, 24, 2, 96]
+      -> convolutions 15-19 (fine-tuned): 8 windows of 0.76 s every 80 ms [N, 8, 96]
       -> head: standardise, Dense + ReLU, Dense 1024 + LayerNorm         [N, 1024]  "embedding"
     training only: dropout -> Dense 128 -> Dense over the plan's word classes (softmax)
 
@@ -20,11 +22,14 @@ Stages, each reused when done, so rerunning the command resumes::
 
     train-hybrid --plan models/holdout.json --run-dir RUN [--corpus ROOT]
 
-1. features: the [8, 96] window embeddings of every training and validation clip of
-   the plan (``RUN/features/{lang}.npz``); with ``--views 2`` also of one seeded
-   channel-augmented copy of each (no better on real speech, twice the time, so not by default);
-2. head: trained epoch by epoch, a checkpoint after each (``RUN/head.keras`` +
-   ``RUN/state.json``), validation accuracy logged in ``RUN/curves.csv``;
+1. features: the frozen part's activations ([24, 2, 96]) for every training and
+   validation clip of the plan (``RUN/features/{lang}.npz``); with ``--views 2`` also of
+   one seeded channel-augmented copy of each (no better on real speech, twice the time,
+   so not by default);
+2. head: ``--epochs`` epochs with the whole speech embedding frozen (Adam, 1e-3), then
+   ``--tune-epochs`` epochs that also train convolutions 15-19 (Adam, 1e-4); a checkpoint
+   after each (``RUN/trainer.keras`` + ``RUN/state.json``), validation accuracy logged in
+   ``RUN/curves.csv``;
 3. export: ``RUN/export`` (the embedding model, its metadata, the plan as ``holdout.json``).
 
 Exit status (:mod:`protos.errors`): 0 done, 1 bad input, 2 usage, 3 environment, 130 interrupted.
@@ -46,7 +51,7 @@ from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_
 PROG = "train-hybrid"
 HEADS = ("mean", "flat")  # the default, mean, was chosen on real speech (models/MODEL_CARD.md)
 WINDOWS = 8
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 1: the frozen window embeddings [8, 96]; 2: the activations before convolution 15
 CLIPS_PER_CALL = 512
 
 
@@ -92,19 +97,19 @@ def build_head(kind: str, mean: np.ndarray, std: np.ndarray, hidden: int = 1024,
     return keras.Model(inp, out, name="head")
 
 
-def build_trainer(head, n_classes: int, rank: int = 128):
-    """[N, 8, 96] -> class logits [N, n_classes]: the head plus a low-rank classifier."""
+def build_trainer(tail, head, n_classes: int, rank: int = 128):
+    """Trunk activations -> class logits [N, n_classes]: the front's tail, the head, a low-rank classifier."""
     import keras
     from keras import layers
 
-    inp = keras.Input(head.input_shape[1:], name="windows")
-    x = layers.Dropout(0.3, seed=7, name="embedding_dropout")(layers.ReLU(name="embedding_relu")(head(inp)))
+    inp = keras.Input(tail.input_shape[1:], name="trunk")
+    x = layers.Dropout(0.3, seed=7, name="embedding_dropout")(layers.ReLU(name="embedding_relu")(head(tail(inp))))
     x = layers.Dense(rank, use_bias=False, name="class_projection")(x)
     return keras.Model(inp, layers.Dense(n_classes, name="classes")(x), name="hybrid_trainer")
 
 
 def build_embedder(sequence_model, head):
-    """Waveforms [N, 16000] -> embedding [N, 1024]: the frozen speech embedding, then the head."""
+    """Waveforms [N, 16000] -> embedding [N, 1024]: the speech embedding, then the head."""
     import keras
 
     from corpus.clip import CLIP_SAMPLES
@@ -121,17 +126,17 @@ def feature_path(run_dir: Path, lang: str) -> Path:
 
 
 def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: bool = True) -> None:
-    """Per language: window embeddings [n, views, 8, 96] float16 of the plan's clips.
+    """Per language: the frozen trunk's activations [n, views, 24, 2, 96] float16 of the plan's clips.
 
     View 0 is the clip itself; view 1, if asked for, a seeded channel-augmented copy.
     """
     from corpus.audio import ClipError, load_clip
     from corpus.layout import clip_path
     from embedding_model.augment import ChannelAugmenter, make_rir_bank
-    from embedding_model.oww_graph import build_sequence_model, read_onnx_weights
+    from embedding_model.oww_graph import build_trunk, read_onnx_weights
     from embedding_model.plan import plan_clips
 
-    sequence_model = None
+    trunk = None
     augmenter = ChannelAugmenter(rirs=make_rir_bank(64, seed=seed), babble=None) if views == 2 else None
     for lang in plan.langs:
         out = feature_path(run_dir, lang)
@@ -143,9 +148,10 @@ def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: b
             with np.load(out) as done:
                 if str(done["key"]) == key:
                     continue
-        if sequence_model is None:
-            sequence_model = build_sequence_model(read_onnx_weights())
-        feats = np.zeros((len(refs), views, WINDOWS, 96), np.float16)
+        if trunk is None:
+            trunk = build_trunk(read_onnx_weights())
+        shape = tuple(trunk.output_shape[1:])
+        feats = np.zeros((len(refs), views, *shape), np.float16)
         ok = np.zeros(len(refs), bool)
         for start in range(0, len(refs), CLIPS_PER_CALL):
             batch, rows = [], []
@@ -159,8 +165,8 @@ def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: b
                     batch.append(augmenter(clip, np.random.default_rng([seed, i, *lang.encode()])))
                 rows.append(i)
             if rows:
-                vectors = sequence_model.predict(np.stack(batch), verbose=0, batch_size=256)
-                feats[rows] = vectors.reshape(len(rows), views, WINDOWS, 96)
+                acts = trunk.predict(np.stack(batch), verbose=0, batch_size=256)
+                feats[rows] = acts.reshape(len(rows), views, *shape)
                 ok[rows] = True
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(out, "wb") as f:
@@ -171,7 +177,7 @@ def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: b
 
 
 def load_features(plan, run_dir: Path):
-    """(train x [M, 8, 96] float32, train y, validation x (clean only), validation y)."""
+    """(train x [M, 24, 2, 96] float32, train y, validation x (clean only), validation y)."""
     index = plan.class_index()
     xs, ys, vx, vy = [], [], [], []
     for lang in plan.langs:
@@ -190,84 +196,123 @@ def load_features(plan, run_dir: Path):
 # --- stage 2: the head -----------------------------------------------------------------
 
 
-def read_state(run_dir: Path, kind: str, seed: int, views: int) -> dict:
-    """The run's state (epochs done), or a fresh one; refuses a run made with other options."""
+def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tune_epochs: int) -> dict:
+    """The run's state (head and fine-tuning epochs done), or a fresh one.
+
+    Refuses a run made with other options, or one that has trained further than asked
+    (more head epochs, or a fine-tuning begun after another number of head epochs).
+    """
     state_path = run_dir / "state.json"
-    fresh = {"epoch": 0, "head": kind, "seed": seed, "views": views}
+    fresh = {"epoch": 0, "tuned": 0, "head": kind, "seed": seed, "views": views}
     state = json.loads(state_path.read_text()) if state_path.is_file() else fresh
+    if "tuned" not in state:
+        raise HybridError(f"{run_dir} holds a run of an earlier train-hybrid (frozen front, other features): "
+                          "use another --run-dir")
     if (state["head"], state["seed"], state["views"]) != (kind, seed, views):
         raise HybridError(f"{run_dir} holds a run with --head {state['head']} --seed {state['seed']} "
                           f"--views {state['views']}: use another --run-dir, or the same options to resume")
+    if state["epoch"] > epochs or (state["tuned"] and state["epoch"] != epochs):
+        raise HybridError(f"{run_dir} has trained its head for {state['epoch']} epochs"
+                          + (f" and fine-tuned for {state['tuned']}" if state["tuned"] else "")
+                          + f": pass --epochs {state['epoch']}, or use another --run-dir")
+    if state["tuned"] > tune_epochs:
+        raise HybridError(f"{run_dir} has fine-tuned for {state['tuned']} epochs: pass --tune-epochs "
+                          f"{state['tuned']} or more, or use another --run-dir")
     return state
 
 
-def train_head(plan, run_dir: Path, state: dict, epochs: int, progress: bool = True):
-    """Train (or resume) the head from ``state`` (:func:`read_state`); returns it. One checkpoint per epoch."""
+def _compile(trainer, learning_rate: float) -> None:
+    import keras
+
+    trainer.compile(keras.optimizers.Adam(learning_rate),
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+
+
+def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int = 0, progress: bool = True):
+    """Train (or resume) from ``state`` (:func:`read_state`); returns (tail, head). One checkpoint per epoch.
+
+    ``epochs`` with the speech embedding frozen (Adam 1e-3), then ``tune_epochs`` that
+    also train its tail, convolutions 15-19 (a new Adam, 1e-4).
+    """
     import keras
 
     from embedding_model.model import custom_objects
+    from embedding_model.oww_graph import build_tail, read_onnx_weights
 
     ckpt = run_dir / "trainer.keras"
-    if state["epoch"]:
+    if state["epoch"] or state["tuned"]:
         if not ckpt.is_file():
             raise HybridError(f"{ckpt} is missing, but {run_dir / 'state.json'} records {state['epoch']} "
                               "epochs done: use another --run-dir")
         trainer = keras.models.load_model(ckpt, custom_objects=custom_objects())
-        if state["epoch"] >= epochs:  # nothing left to train: the features are not needed
-            return trainer.get_layer("head")
+        if state["epoch"] >= epochs and state["tuned"] >= tune_epochs:  # nothing left: no features needed
+            return trainer.get_layer("oww_tail"), trainer.get_layer("head")
     x, y, vx, vy = load_features(plan, run_dir)
-    if not state["epoch"]:
-        flat = x.reshape(-1, x.shape[-1])
+    if not (state["epoch"] or state["tuned"]):
         keras.utils.set_random_seed(state["seed"])
+        tail = build_tail(read_onnx_weights(), x.shape[1:])
+        tail.trainable = False
+        flat = tail.predict(x, verbose=0, batch_size=1024).reshape(-1, 96)
         head = build_head(state["head"], flat.mean(0), flat.std(0) + 1e-6, noise=0.3)
-        trainer = build_trainer(head, len(plan.classes))
-        trainer.compile(keras.optimizers.Adam(1e-3),
-                        keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    seed, curves = state["seed"], run_dir / "curves.csv"
-    for epoch in range(state["epoch"], epochs):
-        keras.utils.set_random_seed(seed * 1000 + epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(len(x))
+        trainer = build_trainer(tail, head, len(plan.classes))
+        _compile(trainer, 1e-3)
+    seed, curves, total = state["seed"], run_dir / "curves.csv", epochs + tune_epochs
+    for done in range(state["epoch"] + state["tuned"], total):
+        tuning = done >= epochs
+        if tuning and not state["tuned"]:  # the first fine-tuning epoch: unfreeze the tail, a new optimizer
+            trainer.get_layer("oww_tail").trainable = True
+            _compile(trainer, 1e-4)
+        keras.utils.set_random_seed(seed * 1000 + done)
+        order = np.random.default_rng([seed, done]).permutation(len(x))
         hist = trainer.fit(x[order], y[order], batch_size=256, epochs=1, verbose=0, shuffle=False)
         val_loss, val_acc = (trainer.evaluate(vx, vy, batch_size=1024, verbose=0) if len(vx)
                              else (float("nan"), float("nan")))
         loss, acc = hist.history["loss"][0], hist.history["accuracy"][0]
-        row = f"{epoch + 1},{loss:.4f},{acc:.4f},{val_loss:.4f},{val_acc:.4f}\n"
-        header = "epoch,loss,accuracy,val_loss,val_accuracy\n"
-        text = (curves.read_text() if curves.is_file() and epoch else header) + row
+        phase = "tune" if tuning else "head"
+        row = f"{done + 1},{phase},{loss:.4f},{acc:.4f},{val_loss:.4f},{val_acc:.4f}\n"
+        header = "epoch,phase,loss,accuracy,val_loss,val_accuracy\n"
+        text = (curves.read_text() if curves.is_file() and done else header) + row
         tmp = run_dir / ".trainer.tmp.keras"
         trainer.save(tmp)
         tmp.replace(ckpt)
         atomic_write_text(curves, text)
-        state["epoch"] = epoch + 1
+        state["tuned" if tuning else "epoch"] += 1
         atomic_write_text(run_dir / "state.json", json.dumps(state) + "\n")
         if progress:
-            log(f"epoch {epoch + 1}/{epochs}: loss {loss:.3f}, validation accuracy {val_acc:.3f}")
-    return trainer.get_layer("head")
+            what = " (fine-tuning convolutions 15-19)" if tuning else ""
+            log(f"epoch {done + 1}/{total}{what}: loss {loss:.3f}, validation accuracy {val_acc:.3f}")
+    return trainer.get_layer("oww_tail"), trainer.get_layer("head")
 
 
 # --- stage 3: export -------------------------------------------------------------------
 
 
-def export(plan, run_dir: Path, head, state: dict) -> Path:
-    """``RUN/export``: the embedding model (head without its training noise), metadata, plan."""
+def export(plan, run_dir: Path, tail, head, state: dict) -> Path:
+    """``RUN/export``: the embedding model (the tuned tail in the speech embedding; the head
+    without its training noise), metadata, plan."""
     from embedding_model.backends import weights_identity
     from embedding_model.export import META_NAME, _save_keras
-    from embedding_model.oww_graph import build_sequence_model, read_onnx_weights
+    from embedding_model.oww_graph import build_sequence_model, read_onnx_weights, tail_layer_names
 
     norm = head.get_layer("standardise").get_config()  # its mean and variance are constants, not weights
     clean = build_head(state["head"], np.asarray(norm["mean"], np.float32).reshape(-1),
                        np.sqrt(np.asarray(norm["variance"], np.float32).reshape(-1)))
     clean.set_weights(head.get_weights())
-    embedder = build_embedder(build_sequence_model(read_onnx_weights()), clean)
+    sequence_model = build_sequence_model(read_onnx_weights())
+    window_embedder = sequence_model.get_layer("oww_window_embedder")
+    for name in tail_layer_names():
+        window_embedder.get_layer(name).set_weights(tail.get_layer(name).get_weights())
+    embedder = build_embedder(sequence_model, clean)
     out = run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     _save_keras(embedder, out)
+    front = "Google speech embedding (openwakeword 0.4.0 ONNX files), " + (
+        f"convolutions 15-19 fine-tuned for {state['tuned']} epochs" if state["tuned"] else "frozen")
     meta = {"identity": weights_identity(embedder), "dim": int(embedder.output_shape[-1]),
             "params": int(embedder.count_params()), "output_gain": 1.0, "kind": "hybrid",
-            "training": {"head": state["head"], "epochs": state["epoch"], "seed": state["seed"],
-                         "views": state["views"],
-                         "plan": plan.digest(), "classes": len(plan.classes),
-                         "front": "Google speech embedding (openwakeword 0.4.0 ONNX files), frozen"}}
+            "training": {"head": state["head"], "epochs": state["epoch"], "tune_epochs": state["tuned"],
+                         "seed": state["seed"], "views": state["views"],
+                         "plan": plan.digest(), "classes": len(plan.classes), "front": front}}
     atomic_write_text(out / META_NAME, json.dumps(meta, indent=1) + "\n")
     plan.save(out / "holdout.json")
     return out
@@ -283,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(prog=PROG, epilog=EXIT_STATUS_HELP, description=(
-        "Train a keyword classifier over openWakeWord's frozen speech embedding on an MSWC-layout "
-        "corpus, with a training plan from train-embedding; rerun to resume."))
+        "Train a keyword classifier over openWakeWord's speech embedding on an MSWC-layout corpus, "
+        "then fine-tune the embedding's last convolutions with it; uses a training plan from "
+        "train-embedding; rerun to resume."))
     p.add_argument("--plan", required=True, type=Path,
                    help="plan.json of a train-embedding run, or a model's holdout.json")
     p.add_argument("--run-dir", required=True, type=Path, help="where features, checkpoints and the export go")
@@ -294,7 +340,10 @@ def _run(argv: list[str] | None) -> int:
     p.add_argument("--views", type=int, choices=(1, 2), default=1,
                    help="1: train on the clips as they are; 2: also on one channel-augmented copy of each "
                    "(default: 1; 2 scored the same on real speech and takes twice as long)")
-    p.add_argument("--epochs", type=int, default=4, help="training epochs (default: 4)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs that train the head on the frozen front (default: 4)")
+    p.add_argument("--tune-epochs", type=int, default=3,
+                   help="then epochs that also fine-tune the front's convolutions 15-19 (default: 3; 0: keep "
+                   "the front frozen)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--features-only", action="store_true", help="stop after the features stage")
     p.add_argument("--no-progress", action="store_true")
@@ -303,6 +352,8 @@ def _run(argv: list[str] | None) -> int:
 
     if args.epochs < 1:
         raise HybridError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.tune_epochs < 0:
+        raise HybridError(f"--tune-epochs must be 0 or more, got {args.tune_epochs}")
     if not args.plan.is_file():
         raise HybridError(f"--plan {args.plan} not found (a train-embedding run's plan.json or a model's holdout.json)")
     try:
@@ -319,12 +370,13 @@ def _run(argv: list[str] | None) -> int:
         raise EnvironmentProblem(
             "train-hybrid needs TensorFlow: pip install 'dataperf-speech[pipeline,openwakeword]'") from exc
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    state = read_state(args.run_dir, args.head, args.seed, args.views)  # before anything is overwritten
+    state = read_state(args.run_dir, args.head, args.seed, args.views,  # before anything is overwritten
+                       args.epochs, args.tune_epochs)
     compute_features(plan, args.run_dir, args.seed, views=args.views, progress=not args.no_progress)
     if args.features_only:
         return 0
-    head = train_head(plan, args.run_dir, state, args.epochs, progress=not args.no_progress)
-    out = export(plan, args.run_dir, head, state)
+    tail, head = train_head(plan, args.run_dir, state, args.epochs, args.tune_epochs, progress=not args.no_progress)
+    out = export(plan, args.run_dir, tail, head, state)
     log(f"exported {out}")
     return 0
 

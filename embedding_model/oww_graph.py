@@ -34,6 +34,8 @@ N_BINS = 257
 FLOOR_DB = 80.0
 LEAK = 0.2
 ACTIVATION_FLOOR = -0.4
+#: the first convolution train-hybrid fine-tunes (after the fourth max-pool, [24, 2, 96] per 1-s clip)
+TUNE_FROM = 15
 
 _CLASSES: dict = {}
 
@@ -156,6 +158,40 @@ def custom_objects() -> dict:
     return dict(_CLASSES)
 
 
+def _body(x, first: int, last: int):
+    """Convolutions ``first``..``last`` of 1-18, each with its activation and max-pool."""
+    from keras import layers
+
+    for i, (kh, kw, width, pool) in enumerate(_BODY, start=1):
+        if first <= i <= last:
+            padding = "same" if kh == 1 else "valid"  # 1x3: padded along the bands; 3x1: not along time
+            x = layers.Conv2D(width, (kh, kw), padding=padding, name=f"oww_conv{i}")(x)
+            x = _leaky_floor(x, str(i))
+            if pool:
+                x = layers.MaxPooling2D(pool, name=f"oww_pool{i}")(x)
+    return x
+
+
+def _stem(mel):
+    """Convolution 0 (band padding, 3x3, ReLU, batch norm, activation) then 1..TUNE_FROM-1."""
+    from keras import layers
+
+    x = layers.ZeroPadding2D(((0, 0), (1, 1)), name="oww_pad")(mel)
+    x = layers.Conv2D(24, 3, use_bias=False, name="oww_conv0")(x)
+    x = layers.ReLU(name="oww_relu0")(x)
+    x = layers.BatchNormalization(epsilon=1e-3, name="oww_bn0")(x)
+    return _leaky_floor(x, "0")
+
+
+def _tail(x):
+    """Convolutions TUNE_FROM..18 and the last one (3x1 to 96, no bias): [M, W, 96]."""
+    from keras import layers
+
+    x = _body(x, TUNE_FROM, 18)
+    x = layers.Conv2D(DIM, (3, 1), use_bias=False, name="oww_conv19")(x)
+    return layers.Reshape((-1, DIM), name="oww_vectors")(x)
+
+
 def build_window_embedder(weights: dict[str, np.ndarray] | None = None, frames: int = WINDOW_FRAMES):
     """Keras model: mel [M, frames, 32, 1] -> [M, (frames - 76) // 8 + 1, 96].
 
@@ -166,22 +202,9 @@ def build_window_embedder(weights: dict[str, np.ndarray] | None = None, frames: 
     openWakeWord's streaming step.
     """
     import keras
-    from keras import layers
 
     inp = keras.Input(shape=(frames, MEL_BINS, 1), name="mel")
-    x = layers.ZeroPadding2D(((0, 0), (1, 1)), name="oww_pad")(inp)
-    x = layers.Conv2D(24, 3, use_bias=False, name="oww_conv0")(x)
-    x = layers.ReLU(name="oww_relu0")(x)
-    x = layers.BatchNormalization(epsilon=1e-3, name="oww_bn0")(x)
-    x = _leaky_floor(x, "0")
-    for i, (kh, kw, width, pool) in enumerate(_BODY, start=1):
-        padding = "same" if kh == 1 else "valid"  # 1x3: padded along the bands; 3x1: not along time
-        x = layers.Conv2D(width, (kh, kw), padding=padding, name=f"oww_conv{i}")(x)
-        x = _leaky_floor(x, str(i))
-        if pool:
-            x = layers.MaxPooling2D(pool, name=f"oww_pool{i}")(x)
-    x = layers.Conv2D(DIM, (3, 1), use_bias=False, name="oww_conv19")(x)
-    out = layers.Reshape((-1, DIM), name="oww_vectors")(x)
+    out = _tail(_body(_stem(inp), 1, TUNE_FROM - 1))
     model = keras.Model(inp, out, name="oww_window_embedder")
     if weights is not None:
         set_window_weights(model, weights)
@@ -194,11 +217,62 @@ def _leaky_floor(x, tag: str):
 
 
 def set_window_weights(model, weights: dict[str, np.ndarray]) -> None:
-    model.get_layer("oww_conv0").set_weights([weights["conv0/kernel"]])
-    model.get_layer("oww_bn0").set_weights([weights[f"bn0/{k}"] for k in ("gamma", "beta", "mean", "var")])
+    """Set the speech embedding's weights on every one of its layers that ``model`` holds."""
+    names = {layer.name for layer in model.layers}
+    if "oww_conv0" in names:
+        model.get_layer("oww_conv0").set_weights([weights["conv0/kernel"]])
+        model.get_layer("oww_bn0").set_weights([weights[f"bn0/{k}"] for k in ("gamma", "beta", "mean", "var")])
     for i in range(1, 19):
-        model.get_layer(f"oww_conv{i}").set_weights([weights[f"conv{i}/kernel"], weights[f"conv{i}/bias"]])
-    model.get_layer("oww_conv19").set_weights([weights["conv19/kernel"]])
+        if f"oww_conv{i}" in names:
+            model.get_layer(f"oww_conv{i}").set_weights([weights[f"conv{i}/kernel"], weights[f"conv{i}/bias"]])
+    if "oww_conv19" in names:
+        model.get_layer("oww_conv19").set_weights([weights["conv19/kernel"]])
+
+
+def tail_layer_names() -> list[str]:
+    """The layers :func:`build_tail` holds that have weights (the ones train-hybrid fine-tunes)."""
+    return [f"oww_conv{i}" for i in range(TUNE_FROM, 20)]
+
+
+def _waveform_input(pad: int, clip_samples: int):
+    """(waveforms input, mel [N, frames, 32, 1] tensor, the mel layer, frames)."""
+    import keras
+    from keras import layers
+
+    objs = custom_objects()
+    frames = (clip_samples + 2 * pad - FRAME_LENGTH) // FRAME_STEP + 1
+    inp = keras.Input(shape=(clip_samples,), name="waveforms")
+    x = objs["CenterPad"](pad, name="oww_center")(inp) if pad else inp
+    mel_layer = objs["OwwMel"](name="oww_mel")
+    x = layers.Reshape((frames, MEL_BINS, 1), name="oww_mel_channel")(mel_layer(x))
+    return inp, x, mel_layer, frames
+
+
+def build_trunk(weights: dict[str, np.ndarray], pad: int = 2880, clip_samples: int = 16000):
+    """Keras model: waveforms [N, clip_samples] -> the activations after max-pool TUNE_FROM - 1.
+
+    The frozen part of the speech embedding when train-hybrid fine-tunes the rest: with
+    the default padding, [N, 24, 2, 96] per clip. :func:`build_tail` takes it on to the
+    window embeddings; the two together equal :func:`build_sequence_model`.
+    """
+    import keras
+
+    inp, mel, mel_layer, _ = _waveform_input(pad, clip_samples)
+    model = keras.Model(inp, _body(_stem(mel), 1, TUNE_FROM - 1), name="oww_trunk")
+    mel_layer.set_weights([weights["window"], weights["mel"]])
+    set_window_weights(model, weights)
+    model.trainable = False
+    return model
+
+
+def build_tail(weights: dict[str, np.ndarray], input_shape: tuple[int, int, int]):
+    """Keras model: trunk activations [N, *input_shape] -> window embeddings [N, W, 96] (trainable)."""
+    import keras
+
+    inp = keras.Input(shape=tuple(input_shape), name="trunk")
+    model = keras.Model(inp, _tail(inp), name="oww_tail")
+    set_window_weights(model, weights)
+    return model
 
 
 def build_sequence_model(weights: dict[str, np.ndarray] | None = None, pad: int = 2880, clip_samples: int = 16000):
@@ -210,18 +284,10 @@ def build_sequence_model(weights: dict[str, np.ndarray] | None = None, pad: int 
     exactly 32 frames), the middle ones, which carry the word.
     """
     import keras
-    from keras import layers
 
-    objs = custom_objects()
-    frames = (clip_samples + 2 * pad - FRAME_LENGTH) // FRAME_STEP + 1
-    inp = keras.Input(shape=(clip_samples,), name="waveforms")
-    x = objs["CenterPad"](pad, name="oww_center")(inp) if pad else inp
-    mel_layer = objs["OwwMel"](name="oww_mel")
-    x = mel_layer(x)
-    x = layers.Reshape((frames, MEL_BINS, 1), name="oww_mel_channel")(x)
+    inp, mel, mel_layer, frames = _waveform_input(pad, clip_samples)
     embedder = build_window_embedder(weights, frames=frames)
-    out = embedder(x)
-    model = keras.Model(inp, out, name="oww_sequence")
+    model = keras.Model(inp, embedder(mel), name="oww_sequence")
     if weights is not None:
         mel_layer.set_weights([weights["window"], weights["mel"]])
     return model

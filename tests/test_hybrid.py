@@ -1,4 +1,4 @@
-"""train-hybrid: a keyword classifier over openWakeWord's frozen speech embedding."""
+"""train-hybrid: a keyword classifier over openWakeWord's speech embedding, its last convolutions fine-tuned."""
 
 import json
 
@@ -20,13 +20,17 @@ def hybrid_run(tiny_corpus, tmp_path_factory):
                      holdout_voice_frac=0, min_clips=2)
     plan.save(tmp / "plan.json")
     run = tmp / "run"
-    assert main(["--plan", str(tmp / "plan.json"), "--run-dir", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert main(["--plan", str(tmp / "plan.json"), "--run-dir", str(run), "--epochs", "2", "--tune-epochs", "1",
+                 "--no-progress"]) == 0
     return tmp, run
 
 
 def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
+    import keras
+
     from embedding_model import get_backend
-    from embedding_model.oww_graph import build_sequence_model, read_onnx_weights
+    from embedding_model.model import custom_objects
+    from embedding_model.oww_graph import build_sequence_model, build_trunk, read_onnx_weights, tail_layer_names
 
     _, run = hybrid_run
     backend = get_backend("mswc", model=run / "export")
@@ -34,24 +38,48 @@ def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
     vectors = backend.embed(clips)
     assert vectors.shape == (3, 1024) and np.all(np.isfinite(vectors))
     assert not np.allclose(vectors[0], vectors[1])
-    # The frozen front is exactly openWakeWord's: the export's first stage equals a fresh rebuild.
-    front = backend.model.get_layer("oww_sequence")
-    fresh = build_sequence_model(read_onnx_weights())
-    np.testing.assert_allclose(front.predict(clips, verbose=0), fresh.predict(clips, verbose=0), rtol=1e-6, atol=1e-5)
-    # The exported head is the trained one (its standardisation included), without the training noise.
-    import keras
-
-    from embedding_model.model import custom_objects
-
-    trained = keras.models.load_model(run / "trainer.keras", custom_objects=custom_objects()).get_layer("head")
-    windows = fresh.predict(clips, verbose=0)
-    np.testing.assert_allclose(backend.model.get_layer("head")(windows, training=False).numpy(),
-                               trained(windows, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    weights = read_onnx_weights()
+    trainer = keras.models.load_model(run / "trainer.keras", custom_objects=custom_objects())
+    tail, trained_head = trainer.get_layer("oww_tail"), trainer.get_layer("head")
+    # Convolutions 0-14 are openWakeWord's; 15-19 were fine-tuned, and the export holds the tuned ones.
+    exported = backend.model.get_layer("oww_sequence").get_layer("oww_window_embedder")
+    fresh = build_sequence_model(weights).get_layer("oww_window_embedder")
+    for i in range(15):
+        for got, want in zip(exported.get_layer(f"oww_conv{i}").get_weights(), fresh.get_layer(f"oww_conv{i}").get_weights()):
+            np.testing.assert_array_equal(got, want)
+    for name in tail_layer_names():
+        np.testing.assert_array_equal(exported.get_layer(name).get_weights()[0], tail.get_layer(name).get_weights()[0])
+    assert not np.allclose(exported.get_layer("oww_conv19").get_weights()[0], weights["conv19/kernel"])
+    # The exported model is the trained one end to end (the head's standardisation included), without the noise.
+    windows = tail(build_trunk(weights).predict(clips, verbose=0), training=False)
+    np.testing.assert_allclose(backend.model.get_layer("oww_sequence").predict(clips, verbose=0), windows.numpy(),
+                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(vectors, trained_head(windows, training=False).numpy(), rtol=1e-5, atol=1e-4)
     meta = json.loads((run / "export" / "mswc_embedding.json").read_text())
-    assert meta["identity"] == backend.identity and meta["kind"] == "hybrid" and meta["training"]["epochs"] == 2
+    assert meta["identity"] == backend.identity and meta["kind"] == "hybrid"
+    assert (meta["training"]["epochs"], meta["training"]["tune_epochs"]) == (2, 1)
+    assert "15-19 fine-tuned for 1 epochs" in meta["training"]["front"]
     assert (run / "export" / "holdout.json").is_file()
     curves = (run / "curves.csv").read_text().splitlines()
-    assert curves[0].startswith("epoch,") and len(curves) == 3
+    assert curves[0].startswith("epoch,phase,") and [r.split(",")[1] for r in curves[1:]] == ["head", "head", "tune"]
+
+
+def test_tune_epochs_0_keeps_the_front_exactly_openwakewords(tiny_corpus, tmp_path):
+    from embedding_model import get_backend
+    from embedding_model.hybrid import main
+    from embedding_model.oww_graph import build_sequence_model, read_onnx_weights
+    from embedding_model.plan import make_plan
+
+    plan = make_plan(tiny_corpus, holdout_langs=[], holdout_word_frac=0.2, holdout_engines=[],
+                     holdout_voice_frac=0, min_clips=2)
+    plan.save(tmp_path / "plan.json")
+    run = tmp_path / "run"
+    assert main(["--plan", str(tmp_path / "plan.json"), "--run-dir", str(run), "--epochs", "1",
+                 "--tune-epochs", "0", "--no-progress"]) == 0
+    clips = speechlike_clips(2)
+    front = get_backend("mswc", model=run / "export").model.get_layer("oww_sequence")
+    np.testing.assert_allclose(front.predict(clips, verbose=0),
+                               build_sequence_model(read_onnx_weights()).predict(clips, verbose=0), rtol=1e-6, atol=1e-5)
 
 
 def test_rerun_resumes_and_more_epochs_continue_from_the_checkpoint(hybrid_run, capsys):
@@ -60,13 +88,15 @@ def test_rerun_resumes_and_more_epochs_continue_from_the_checkpoint(hybrid_run, 
     tmp, run = hybrid_run
     features = {p.name: p.stat().st_mtime_ns for p in (run / "features").iterdir()}
     before = (run / "trainer.keras").stat().st_mtime_ns
-    assert main(["--plan", str(tmp / "plan.json"), "--run-dir", str(run), "--epochs", "2"]) == 0
+    base = ["--plan", str(tmp / "plan.json"), "--run-dir", str(run), "--epochs", "2"]
+    assert main(base + ["--tune-epochs", "1"]) == 0
     assert (run / "trainer.keras").stat().st_mtime_ns == before  # nothing left to train
-    assert main(["--plan", str(tmp / "plan.json"), "--run-dir", str(run), "--epochs", "3"]) == 0
+    assert main(base + ["--tune-epochs", "2"]) == 0
     err = capsys.readouterr().err
-    assert "epoch 3/3" in err and "epoch 1/3" not in err
+    assert "epoch 4/4 (fine-tuning convolutions 15-19)" in err and "epoch 3/4" not in err
     assert {p.name: p.stat().st_mtime_ns for p in (run / "features").iterdir()} == features  # reused
-    assert len((run / "curves.csv").read_text().splitlines()) == 4
+    assert len((run / "curves.csv").read_text().splitlines()) == 5
+    assert json.loads((run / "state.json").read_text())["tuned"] == 2
 
 
 @pytest.mark.parametrize("args, complaint", [
@@ -75,6 +105,9 @@ def test_rerun_resumes_and_more_epochs_continue_from_the_checkpoint(hybrid_run, 
     (["--plan", "{tmp}/plan.json", "--corpus", "{tmp}/no-corpus"], "corpus .*no-corpus not found"),
     (["--plan", "{tmp}/plan.json", "--head", "flat"], "holds a run with --head mean"),
     (["--plan", "{tmp}/plan.json", "--views", "2"], "holds a run with .*--views 1: use another --run-dir"),
+    (["--plan", "{tmp}/plan.json", "--epochs", "3"], "has trained its head for 2 epochs and fine-tuned .*--epochs 2"),
+    (["--plan", "{tmp}/plan.json", "--epochs", "2", "--tune-epochs", "0"], "fine-tuned for [12] epochs: pass --tune-epochs"),
+    (["--plan", "{tmp}/plan.json", "--tune-epochs", "-1"], "--tune-epochs must be 0 or more"),
 ])
 def test_bad_input_is_one_line_and_exit_1(hybrid_run, capsys, args, complaint):
     import re
@@ -100,3 +133,14 @@ def test_exports_to_savedmodel_and_tflite_agree(hybrid_run, tmp_path):
     before = embedder.predict(clips, verbose=0)
     set_output_gain(embedder, 10.0)
     np.testing.assert_allclose(embedder.predict(clips, verbose=0), 10 * before, rtol=1e-4, atol=1e-4)
+
+
+def test_a_run_of_the_frozen_front_train_hybrid_is_refused(hybrid_run, tmp_path, capsys):
+    from embedding_model.hybrid import main
+
+    tmp, _ = hybrid_run
+    (tmp_path / "state.json").write_text(json.dumps({"epoch": 4, "head": "mean", "seed": 0, "views": 1}))
+    assert main(["--plan", str(tmp / "plan.json"), "--run-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "an earlier train-hybrid" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # nothing written
