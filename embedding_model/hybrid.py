@@ -6,12 +6,12 @@ This model keeps what was learnt from real speech instead of trying to copy it: 
 speech embedding, as openWakeWord ships it, is the front of the network, rebuilt in
 TensorFlow (:mod:`embedding_model.oww_graph`); a keyword classifier is trained on top of
 it, on the same synthetic corpus and the same training plan, and then the front's last
-five convolutions are fine-tuned with it at a tenth of the learning rate::
+nine convolutions are fine-tuned with it at a tenth of the learning rate::
 
     waveforms [N, 16000]
       -> clip centred in 0.18 s of zeros each side, openWakeWord's mel   [N, 133, 32]
-      -> speech embedding, convolutions 0-14 (frozen)                    [N, 24, 2, 96]
-      -> convolutions 15-19 (fine-tuned): 8 windows of 0.76 s every 80 ms [N, 8, 96]
+      -> speech embedding, convolutions 0-10 (frozen)                    [N, 28, 4, 72]
+      -> convolutions 11-19 (fine-tuned): 8 windows of 0.76 s every 80 ms [N, 8, 96]
       -> head: standardise, Dense + ReLU, Dense 1024 + LayerNorm         [N, 1024]  "embedding"
     training only: dropout -> Dense 128 -> Dense over the plan's word classes (softmax)
 
@@ -22,12 +22,12 @@ Stages, each reused when done, so rerunning the command resumes::
 
     train-hybrid --plan models/holdout.json --run-dir RUN [--corpus ROOT]
 
-1. features: the frozen part's activations ([24, 2, 96]) for every training and
+1. features: the frozen part's activations ([28, 4, 72]) for every training and
    validation clip of the plan (``RUN/features/{lang}.npz``); with ``--views 2`` also of
    one seeded channel-augmented copy of each (no better on real speech, twice the time,
    so not by default);
 2. head: ``--epochs`` epochs with the whole speech embedding frozen (Adam, 1e-3), then
-   ``--tune-epochs`` epochs that also train convolutions 15-19 (Adam, 1e-4); a checkpoint
+   ``--tune-epochs`` epochs that also train convolutions 11-19 (Adam, 1e-4); a checkpoint
    after each (``RUN/trainer.keras`` + ``RUN/state.json``), validation accuracy logged in
    ``RUN/curves.csv``;
 3. export: ``RUN/export`` (the embedding model, its metadata, the plan as ``holdout.json``).
@@ -45,13 +45,14 @@ from pathlib import Path
 
 import numpy as np
 
+from embedding_model.oww_graph import TUNE_FROM
 from protos.atomic import atomic_write, atomic_write_text
 from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_cli
 
 PROG = "train-hybrid"
 HEADS = ("mean", "flat")  # the default, mean, was chosen on real speech (models/MODEL_CARD.md)
 WINDOWS = 8
-FEATURE_VERSION = 2  # 1: the frozen window embeddings [8, 96]; 2: the activations before convolution 15
+FEATURE_VERSION = 2  # 1: the frozen window embeddings [8, 96]; 2: the activations before convolution 11
 CLIPS_PER_CALL = 512
 
 
@@ -126,7 +127,7 @@ def feature_path(run_dir: Path, lang: str) -> Path:
 
 
 def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: bool = True) -> None:
-    """Per language: the frozen trunk's activations [n, views, 24, 2, 96] float16 of the plan's clips.
+    """Per language: the frozen trunk's activations [n, views, 28, 4, 72] float16 of the plan's clips.
 
     View 0 is the clip itself; view 1, if asked for, a seeded channel-augmented copy.
     """
@@ -177,7 +178,7 @@ def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: b
 
 
 def load_features(plan, run_dir: Path):
-    """(train x [M, 24, 2, 96] float32, train y, validation x (clean only), validation y)."""
+    """(train x [M, 28, 4, 72] float32, train y, validation x (clean only), validation y)."""
     index = plan.class_index()
     xs, ys, vx, vy = [], [], [], []
     for lang in plan.langs:
@@ -232,7 +233,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
     """Train (or resume) from ``state`` (:func:`read_state`); returns (tail, head). One checkpoint per epoch.
 
     ``epochs`` with the speech embedding frozen (Adam 1e-3), then ``tune_epochs`` that
-    also train its tail, convolutions 15-19 (a new Adam, 1e-4).
+    also train its tail, convolutions 11-19 (a new Adam, 1e-4).
     """
     import keras
 
@@ -279,7 +280,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
         state["tuned" if tuning else "epoch"] += 1
         atomic_write_text(run_dir / "state.json", json.dumps(state) + "\n")
         if progress:
-            what = " (fine-tuning convolutions 15-19)" if tuning else ""
+            what = f" (fine-tuning convolutions {TUNE_FROM}-19)" if tuning else ""
             log(f"epoch {done + 1}/{total}{what}: loss {loss:.3f}, validation accuracy {val_acc:.3f}")
     return trainer.get_layer("oww_tail"), trainer.get_layer("head")
 
@@ -307,7 +308,7 @@ def export(plan, run_dir: Path, tail, head, state: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _save_keras(embedder, out)
     front = "Google speech embedding (openwakeword 0.4.0 ONNX files), " + (
-        f"convolutions 15-19 fine-tuned for {state['tuned']} epochs" if state["tuned"] else "frozen")
+        f"convolutions {TUNE_FROM}-19 fine-tuned for {state['tuned']} epochs" if state["tuned"] else "frozen")
     meta = {"identity": weights_identity(embedder), "dim": int(embedder.output_shape[-1]),
             "params": int(embedder.count_params()), "output_gain": 1.0, "kind": "hybrid",
             "training": {"head": state["head"], "epochs": state["epoch"], "tune_epochs": state["tuned"],
@@ -342,7 +343,7 @@ def _run(argv: list[str] | None) -> int:
                    "(default: 1; 2 scored the same on real speech and takes twice as long)")
     p.add_argument("--epochs", type=int, default=4, help="epochs that train the head on the frozen front (default: 4)")
     p.add_argument("--tune-epochs", type=int, default=3,
-                   help="then epochs that also fine-tune the front's convolutions 15-19 (default: 3; 0: keep "
+                   help="then epochs that also fine-tune the front's convolutions 11-19 (default: 3; 0: keep "
                    "the front frozen)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--features-only", action="store_true", help="stop after the features stage")

@@ -30,7 +30,8 @@ def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
 
     from embedding_model import get_backend
     from embedding_model.model import custom_objects
-    from embedding_model.oww_graph import build_sequence_model, build_trunk, read_onnx_weights, tail_layer_names
+    from embedding_model.oww_graph import (TUNE_FROM, build_sequence_model, build_trunk, read_onnx_weights,
+                                           tail_layer_names)
 
     _, run = hybrid_run
     backend = get_backend("mswc", model=run / "export")
@@ -41,10 +42,10 @@ def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
     weights = read_onnx_weights()
     trainer = keras.models.load_model(run / "trainer.keras", custom_objects=custom_objects())
     tail, trained_head = trainer.get_layer("oww_tail"), trainer.get_layer("head")
-    # Convolutions 0-14 are openWakeWord's; 15-19 were fine-tuned, and the export holds the tuned ones.
+    # Convolutions 0-10 are openWakeWord's; 11-19 were fine-tuned, and the export holds the tuned ones.
     exported = backend.model.get_layer("oww_sequence").get_layer("oww_window_embedder")
     fresh = build_sequence_model(weights).get_layer("oww_window_embedder")
-    for i in range(15):
+    for i in range(TUNE_FROM):
         for got, want in zip(exported.get_layer(f"oww_conv{i}").get_weights(), fresh.get_layer(f"oww_conv{i}").get_weights()):
             np.testing.assert_array_equal(got, want)
     for name in tail_layer_names():
@@ -58,7 +59,7 @@ def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
     meta = json.loads((run / "export" / "mswc_embedding.json").read_text())
     assert meta["identity"] == backend.identity and meta["kind"] == "hybrid"
     assert (meta["training"]["epochs"], meta["training"]["tune_epochs"]) == (2, 1)
-    assert "15-19 fine-tuned for 1 epochs" in meta["training"]["front"]
+    assert f"{TUNE_FROM}-19 fine-tuned for 1 epochs" in meta["training"]["front"]
     assert (run / "export" / "holdout.json").is_file()
     curves = (run / "curves.csv").read_text().splitlines()
     assert curves[0].startswith("epoch,phase,") and [r.split(",")[1] for r in curves[1:]] == ["head", "head", "tune"]
@@ -84,6 +85,7 @@ def test_tune_epochs_0_keeps_the_front_exactly_openwakewords(tiny_corpus, tmp_pa
 
 def test_rerun_resumes_and_more_epochs_continue_from_the_checkpoint(hybrid_run, capsys):
     from embedding_model.hybrid import main
+    from embedding_model.oww_graph import TUNE_FROM
 
     tmp, run = hybrid_run
     features = {p.name: p.stat().st_mtime_ns for p in (run / "features").iterdir()}
@@ -93,7 +95,7 @@ def test_rerun_resumes_and_more_epochs_continue_from_the_checkpoint(hybrid_run, 
     assert (run / "trainer.keras").stat().st_mtime_ns == before  # nothing left to train
     assert main(base + ["--tune-epochs", "2"]) == 0
     err = capsys.readouterr().err
-    assert "epoch 4/4 (fine-tuning convolutions 15-19)" in err and "epoch 3/4" not in err
+    assert f"epoch 4/4 (fine-tuning convolutions {TUNE_FROM}-19)" in err and "epoch 3/4" not in err
     assert {p.name: p.stat().st_mtime_ns for p in (run / "features").iterdir()} == features  # reused
     assert len((run / "curves.csv").read_text().splitlines()) == 5
     assert json.loads((run / "state.json").read_text())["tuned"] == 2
