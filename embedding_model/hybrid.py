@@ -243,8 +243,8 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
     ckpt = run_dir / "trainer.keras"
     if state["epoch"] or state["tuned"]:
         if not ckpt.is_file():
-            raise HybridError(f"{ckpt} is missing, but {run_dir / 'state.json'} records {state['epoch']} "
-                              "epochs done: use another --run-dir")
+            raise HybridError(f"{ckpt} is missing, but {run_dir / 'state.json'} records "
+                              f"{state['epoch'] + state['tuned']} epochs done: use another --run-dir")
         trainer = keras.models.load_model(ckpt, custom_objects=custom_objects())
         if state["epoch"] >= epochs and state["tuned"] >= tune_epochs:  # nothing left: no features needed
             return trainer.get_layer("oww_tail"), trainer.get_layer("head")

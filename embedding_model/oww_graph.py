@@ -173,7 +173,7 @@ def _body(x, first: int, last: int):
 
 
 def _stem(mel):
-    """Convolution 0 (band padding, 3x3, ReLU, batch norm, activation) then 1..TUNE_FROM-1."""
+    """Convolution 0: band padding, 3x3 without bias, ReLU, batch norm, activation."""
     from keras import layers
 
     x = layers.ZeroPadding2D(((0, 0), (1, 1)), name="oww_pad")(mel)
@@ -234,8 +234,8 @@ def tail_layer_names() -> list[str]:
     return [f"oww_conv{i}" for i in range(TUNE_FROM, 20)]
 
 
-def _waveform_input(pad: int, clip_samples: int):
-    """(waveforms input, mel [N, frames, 32, 1] tensor, the mel layer, frames)."""
+def _waveform_input(weights: dict[str, np.ndarray] | None, pad: int, clip_samples: int):
+    """(waveforms input, mel [N, frames, 32, 1] tensor, frames); the mel's weights set if given."""
     import keras
     from keras import layers
 
@@ -245,7 +245,9 @@ def _waveform_input(pad: int, clip_samples: int):
     x = objs["CenterPad"](pad, name="oww_center")(inp) if pad else inp
     mel_layer = objs["OwwMel"](name="oww_mel")
     x = layers.Reshape((frames, MEL_BINS, 1), name="oww_mel_channel")(mel_layer(x))
-    return inp, x, mel_layer, frames
+    if weights is not None:
+        mel_layer.set_weights([weights["window"], weights["mel"]])
+    return inp, x, frames
 
 
 def build_trunk(weights: dict[str, np.ndarray], pad: int = 2880, clip_samples: int = 16000):
@@ -257,9 +259,8 @@ def build_trunk(weights: dict[str, np.ndarray], pad: int = 2880, clip_samples: i
     """
     import keras
 
-    inp, mel, mel_layer, _ = _waveform_input(pad, clip_samples)
+    inp, mel, _ = _waveform_input(weights, pad, clip_samples)
     model = keras.Model(inp, _body(_stem(mel), 1, TUNE_FROM - 1), name="oww_trunk")
-    mel_layer.set_weights([weights["window"], weights["mel"]])
     set_window_weights(model, weights)
     model.trainable = False
     return model
@@ -285,9 +286,6 @@ def build_sequence_model(weights: dict[str, np.ndarray] | None = None, pad: int 
     """
     import keras
 
-    inp, mel, mel_layer, frames = _waveform_input(pad, clip_samples)
+    inp, mel, frames = _waveform_input(weights, pad, clip_samples)
     embedder = build_window_embedder(weights, frames=frames)
-    model = keras.Model(inp, embedder(mel), name="oww_sequence")
-    if weights is not None:
-        mel_layer.set_weights([weights["window"], weights["mel"]])
-    return model
+    return keras.Model(inp, embedder(mel), name="oww_sequence")
