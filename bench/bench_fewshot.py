@@ -350,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                 "f1_mean": round(float(scores[:, 0].mean()), 4), "f1_std": round(float(scores[:, 0].std()), 4),
                 "centroid_acc_mean": round(float(scores[:, 1].mean()), 4),
                 "centroid_acc_std": round(float(scores[:, 1].std()), 4),
+                # per episode, same order for every representation: for paired comparisons
+                "f1_episodes": [round(float(v), 4) for v in scores[:, 0]],
+                "centroid_acc_episodes": [round(float(v), 4) for v in scores[:, 1]],
             }
     print(format_table(results, names))
     if args.json:

@@ -17,7 +17,10 @@ Baselines: class-balanced ``random`` (mean over 5 seeds), ``crossval`` (DataPerf
 nested cross-validation, mean over 3 seeds), ``cleanlab`` (label issues found with the
 cleanlab library dropped, the best-quality half of each class kept, k-medoids per
 class). ``tuned`` runs once with seed 0 (its simulation's predicted score reported
-beside the measured one), then 3 times on vectors with 1e-6 relative noise. Every
+beside the measured one), then 3 times on vectors with 1e-6 relative noise; with
+``--tuned_seeds N`` also with seeds 1..N-1, its mean and spread over seeds set beside
+the baselines' means (a baseline's mean against one seed of tuned compares a draw with
+an average). Every
 score is DataPerf's (``eval.scoring.score``), training rows in the harness's order::
 
     nice python bench/bench_selection.py --mixture_seeds 2000 2001 --mixture_shift 0 1 \
@@ -342,7 +345,7 @@ def perturbed(samples: SampleSet, eval_set: SampleSet, seed: int, relative: floa
 def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
              algorithms=ALGORITHMS, random_draws: int = RANDOM_DRAWS,
              crossval_runs: int = CROSSVAL_RUNS, noise_runs: int = NOISE_RUNS,
-             noise: float = 1e-6, cleanlab_runs: int = 1) -> list[dict]:
+             noise: float = 1e-6, cleanlab_runs: int = 1, tuned_seeds: int = 1) -> list[dict]:
     """Score every algorithm at every train size on one pool.
 
     ``random`` runs with seeds 0..random_draws-1 and ``crossval`` with seeds
@@ -351,7 +354,11 @@ def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
     k-medoids are seeded: the runs measure how much that seed moves it); the row
     reports their mean and standard deviation. ``tuned`` runs once with
     seed 0 (its predicted score is its simulation's), then ``noise_runs`` times on
-    vectors with ``noise`` relative noise: ``f1_runs`` holds those scores.
+    vectors with ``noise`` relative noise: ``f1_runs`` holds those scores. With
+    ``tuned_seeds`` > 1 it also runs with seeds 1..tuned_seeds-1 (the pool's seed drives
+    its splits, pickers and floor, as a baseline's seed drives the baseline):
+    ``f1_seeds`` holds every seed's score, ``f1_seed_mean`` and ``f1_seed_sd`` their
+    mean and spread, the figures to set beside the baselines' means.
     """
     from selection.implementations import tuned
 
@@ -385,6 +392,14 @@ def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
                     picked = validate_selection(tuned.select(npool, verbose=False), npool)
                     noisy_f1.append(score_rows(noisy, picked, eval_set, noisy.embeddings,
                                                noisy_eval))
+                if tuned_seeds > 1:
+                    seeds = [f1]
+                    for seed in range(1, tuned_seeds):
+                        spool = Pool.from_sample_set(samples, train_size, seed)
+                        picked = validate_selection(tuned.select(spool, verbose=False), spool)
+                        seeds.append(score_rows(samples, picked, eval_set))
+                    entry.update(f1_seeds=seeds, f1_seed_mean=float(np.mean(seeds)),
+                                 f1_seed_sd=float(np.std(seeds, ddof=1)))
                 entry.update(f1=f1, f1_runs=[f1, *noisy_f1],
                              predicted=None if choice is None else choice.predicted,
                              fallback=None if choice is None else choice.fallback,
@@ -399,10 +414,17 @@ def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
 
 def markdown(results: list[dict]) -> str:
     """Per pool and train size: every baseline (mean ± sd over its runs), tuned measured
-    (± sd under noise), tuned predicted, and whether the floor was used."""
+    (± sd under noise), tuned predicted, and whether the floor was used; where tuned ran
+    with several seeds, also its mean ± sd over them and that mean against the best
+    baseline's."""
+    seeded = any("f1_seed_mean" in r for r in results)
     header = ("| pool | size | random | crossval | cleanlab | tuned | tuned predicted | "
               "tuned - best baseline | floor used |")
-    lines = [header, "|" + "---|" * 9]
+    columns = 9
+    if seeded:
+        header += " tuned over seeds | seed mean - best baseline |"
+        columns += 2
+    lines = [header, "|" + "---|" * columns]
     table: dict[tuple[str, int], dict[str, dict]] = {}
     for r in results:
         table.setdefault((r["pool"], r["train_size"]), {})[r["algorithm"]] = r
@@ -417,8 +439,15 @@ def markdown(results: list[dict]) -> str:
         gap = f"{t['f1'] - max(baselines):+.3f}" if t and baselines else "-"
         predicted = f"{t['predicted']:.3f}" if t and t["predicted"] is not None else "-"
         floor = "yes" if t and t["fallback"] else "no"
-        lines.append(f"| {pool} | {size} | {cell('random')} | {cell('crossval')} | "
-                     f"{cell('cleanlab')} | {cell('tuned')} | {predicted} | {gap} | {floor} |")
+        line = (f"| {pool} | {size} | {cell('random')} | {cell('crossval')} | "
+                f"{cell('cleanlab')} | {cell('tuned')} | {predicted} | {gap} | {floor} |")
+        if seeded:
+            if t and "f1_seed_mean" in t:
+                mean_gap = f"{t['f1_seed_mean'] - max(baselines):+.3f}" if baselines else "-"
+                line += f" {t['f1_seed_mean']:.3f} ± {t['f1_seed_sd']:.3f} | {mean_gap} |"
+            else:
+                line += " - | - |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -461,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="cleanlab runs with seeds 0..N-1, for its spread (default: 1)")
     parser.add_argument("--noise_runs", type=int, default=NOISE_RUNS,
                         help="tuned reruns on vectors with 1e-6 relative noise")
+    parser.add_argument("--tuned_seeds", type=int, default=1,
+                        help="also run tuned with seeds 1..N-1 and report its mean and spread "
+                        "over seeds beside the baselines' (default: 1, seed 0 only)")
     parser.add_argument("--json", type=Path, help="write every result as JSON")
     parser.add_argument("--markdown_from", type=Path, metavar="JSON", nargs="+",
                         help="print a markdown table of earlier --json files and exit (a "
@@ -530,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         for row in run_pool(samples, eval_set, args.train_sizes, args.algorithms,
                             args.random_draws, args.crossval_runs, args.noise_runs,
-                            cleanlab_runs=args.cleanlab_runs):
+                            cleanlab_runs=args.cleanlab_runs, tuned_seeds=args.tuned_seeds):
             row["pool"] = name
             results.append(row)
             extra = ""
@@ -541,6 +573,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  size {row['train_size']:3d} {row['algorithm']:>9}: F1 {row['f1']:.4f} "
                   f"(sd {row['f1_sd']:.4f} over {len(row['f1_runs'])} runs, "
                   f"{row['cpu_seconds']:.0f} s CPU{extra})", flush=True)
+            if "f1_seeds" in row:
+                print(f"  size {row['train_size']:3d}     tuned: F1 {row['f1_seed_mean']:.4f} "
+                      f"(sd {row['f1_seed_sd']:.4f} over seeds 0-{len(row['f1_seeds']) - 1})", flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
     print(markdown(results))
