@@ -10,18 +10,23 @@ from tests.fixtures_model import speechlike_clips
 pytest.importorskip("onnx", reason="the openwakeword extra (onnx) is not installed")
 
 
-@pytest.fixture(scope="module")
-def hybrid_run(tiny_corpus, tmp_path_factory):
+def train_tiny(corpus, tmp, *args):
+    """train-hybrid on the tiny corpus's plan (``tmp/plan.json``) into ``tmp/run``; (plan, run)."""
     from embedding_model.hybrid import main
     from embedding_model.plan import make_plan
 
-    tmp = tmp_path_factory.mktemp("hybrid")
-    plan = make_plan(tiny_corpus, holdout_langs=[], holdout_word_frac=0.2, holdout_engines=[],
+    plan = make_plan(corpus, holdout_langs=[], holdout_word_frac=0.2, holdout_engines=[],
                      holdout_voice_frac=0, min_clips=2)
     plan.save(tmp / "plan.json")
     run = tmp / "run"
-    assert main(["--plan", str(tmp / "plan.json"), "--run-dir", str(run), "--epochs", "2", "--tune-epochs", "1",
-                 "--no-progress"]) == 0
+    assert main(["--plan", str(tmp / "plan.json"), "--run-dir", str(run), *args, "--no-progress"]) == 0
+    return plan, run
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tiny_corpus, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hybrid")
+    _, run = train_tiny(tiny_corpus, tmp, "--epochs", "2", "--tune-epochs", "1", "--output-gain", "2")
     return tmp, run
 
 
@@ -55,9 +60,11 @@ def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
     windows = tail(build_trunk(weights).predict(clips, verbose=0), training=False)
     np.testing.assert_allclose(backend.model.get_layer("oww_sequence").predict(clips, verbose=0), windows.numpy(),
                                rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(vectors, trained_head(windows, training=False).numpy(), rtol=1e-5, atol=1e-4)
+    # ... times the output gain.
+    np.testing.assert_allclose(vectors, 2 * trained_head(windows, training=False).numpy(), rtol=1e-5, atol=2e-4)
     meta = json.loads((run / "export" / "mswc_embedding.json").read_text())
-    assert meta["identity"] == backend.identity and meta["kind"] == "hybrid"
+    assert meta["identity"] == backend.identity and meta["kind"] == "hybrid" and meta["output_gain"] == 2
+    assert meta["training"]["loss"] == "softmax"
     assert (meta["training"]["epochs"], meta["training"]["tune_epochs"]) == (2, 1)
     assert f"{TUNE_FROM}-19 fine-tuned for 1 epochs" in meta["training"]["front"]
     assert (run / "export" / "holdout.json").is_file()
@@ -67,16 +74,9 @@ def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
 
 def test_tune_epochs_0_keeps_the_front_exactly_openwakewords(tiny_corpus, tmp_path):
     from embedding_model import get_backend
-    from embedding_model.hybrid import main
     from embedding_model.oww_graph import build_sequence_model, read_onnx_weights
-    from embedding_model.plan import make_plan
 
-    plan = make_plan(tiny_corpus, holdout_langs=[], holdout_word_frac=0.2, holdout_engines=[],
-                     holdout_voice_frac=0, min_clips=2)
-    plan.save(tmp_path / "plan.json")
-    run = tmp_path / "run"
-    assert main(["--plan", str(tmp_path / "plan.json"), "--run-dir", str(run), "--epochs", "1",
-                 "--tune-epochs", "0", "--no-progress"]) == 0
+    _, run = train_tiny(tiny_corpus, tmp_path, "--epochs", "1", "--tune-epochs", "0")
     clips = speechlike_clips(2)
     front = get_backend("mswc", model=run / "export").model.get_layer("oww_sequence")
     np.testing.assert_allclose(front.predict(clips, verbose=0),
@@ -110,6 +110,8 @@ def test_rerun_resumes_and_more_epochs_continue_from_the_checkpoint(hybrid_run, 
     (["--plan", "{tmp}/plan.json", "--epochs", "3"], "has trained its head for 2 epochs and fine-tuned .*--epochs 2"),
     (["--plan", "{tmp}/plan.json", "--epochs", "2", "--tune-epochs", "0"], "fine-tuned for [12] epochs: pass --tune-epochs"),
     (["--plan", "{tmp}/plan.json", "--tune-epochs", "-1"], "--tune-epochs must be 0 or more"),
+    (["--plan", "{tmp}/plan.json", "--output-gain", "0"], "--output-gain must be a positive number"),
+    (["--plan", "{tmp}/plan.json", "--epochs", "2", "--loss", "margin"], "fine-tuned with --loss softmax: pass --loss softmax"),
 ])
 def test_bad_input_is_one_line_and_exit_1(hybrid_run, capsys, args, complaint):
     import re
@@ -146,3 +148,36 @@ def test_a_run_of_the_frozen_front_train_hybrid_is_refused(hybrid_run, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "an earlier train-hybrid" in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # nothing written
+
+
+def test_margin_loss_fine_tunes_with_a_cosine_classifier_started_at_the_class_means(tiny_corpus, tmp_path):
+    import keras
+
+    from embedding_model.hybrid import _trainer_objects, class_means
+
+    plan, run = train_tiny(tiny_corpus, tmp_path, "--epochs", "1", "--tune-epochs", "1", "--loss", "margin")
+    trainer = keras.models.load_model(run / "trainer.keras", custom_objects=_trainer_objects())
+    weights = trainer.get_layer("class_cosines").get_weights()[0]
+    assert weights.shape == (1024, len(plan.classes))
+    assert trainer.loss.margin == 0.2 and trainer.loss.scale == 30.0
+    meta = json.loads((run / "export" / "mswc_embedding.json").read_text())
+    assert meta["training"]["loss"] == "margin" and meta["training"]["tune_epochs"] == 1
+    assert json.loads((run / "state.json").read_text())["loss"] == "margin"
+    # The class weights' starting directions: each class's mean unit vector.
+    vectors = np.array([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 2.0]])
+    means = class_means(vectors, np.array([0, 0, 1, 1]), 3, seed=0)
+    np.testing.assert_allclose(means[0], [0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(means[1], [0.5 * 2 ** -0.5, 0.5 * 2 ** -0.5 + 0.5], atol=1e-6)
+    assert np.linalg.norm(means[2]) > 0  # no clip: a random direction, not zeros
+
+
+def test_the_margin_loss_is_cosface():
+    import tensorflow as tf
+
+    from embedding_model.hybrid import margin_loss
+
+    cosines = np.array([[0.9, 0.1, -0.2], [0.3, 0.2, 0.5]], np.float32)
+    labels = np.array([0, 2])
+    logits = 30.0 * (cosines - 0.2 * np.eye(3, dtype=np.float32)[labels])
+    want = -np.log(np.exp(logits[np.arange(2), labels]) / np.exp(logits).sum(1)).mean()
+    assert abs(float(margin_loss()(tf.constant(labels), tf.constant(cosines))) - want) < 1e-4
