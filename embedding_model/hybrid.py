@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from embedding_model.oww_graph import TUNE_FROM
+from embedding_model.train_config import TrainConfig
 from protos.atomic import atomic_write, atomic_write_text
 from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_cli
 
@@ -64,7 +65,7 @@ CLIPS_PER_CALL = 512
 #: which lowers DataPerf-protocol scores on the demo and on real letter pools
 #: (models/MODEL_CARD.md, "A model for real voices"): not the default.
 LOSSES = ("softmax", "margin")
-MARGIN, MARGIN_SCALE = 0.2, 30.0
+MARGIN, MARGIN_SCALE = TrainConfig.margin, TrainConfig.scale  # train-embedding's AM-softmax
 #: The cosine classifier's class weights start at this norm (their direction: the class
 #: mean of the head's vectors). Its output is scale-free, so a small norm makes Adam's
 #: fixed-size steps turn the weights ten times faster than the network's (1e-4): the
@@ -145,43 +146,12 @@ def build_margin_trainer(tail, head, class_means: np.ndarray):
 
 
 def margin_loss():
-    """The additive-margin softmax loss (CosFace) on cosines: cross-entropy of
-    ``MARGIN_SCALE * (cosine - MARGIN * onehot)``. A registered Keras loss class, so a
-    checkpoint compiled with it loads."""
-    return _margin_loss_class()(scale=MARGIN_SCALE, margin=MARGIN)
-
-
-_MARGIN_LOSS: list = []
-
-
-def _margin_loss_class():
-    if _MARGIN_LOSS:
-        return _MARGIN_LOSS[0]
-    import keras
-    import tensorflow as tf
-
-    @keras.saving.register_keras_serializable(package="embedding_model")
-    class AdditiveMarginLoss(keras.losses.Loss):
-        def __init__(self, scale: float = MARGIN_SCALE, margin: float = MARGIN, name="additive_margin", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.scale, self.margin = float(scale), float(margin)
-
-        def call(self, y_true, cosines):
-            labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-            logits = self.scale * (cosines - self.margin * tf.one_hot(labels, tf.shape(cosines)[-1]))
-            return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-
-        def get_config(self):
-            return {**super().get_config(), "scale": self.scale, "margin": self.margin}
-
-    _MARGIN_LOSS.append(AdditiveMarginLoss)
-    return AdditiveMarginLoss
-
-
-def _trainer_objects() -> dict:
+    """The additive-margin softmax loss (CosFace) with :data:`MARGIN` and :data:`MARGIN_SCALE`
+    (``embedding_model.model``'s ``AdditiveMarginLoss``: registered, so a checkpoint
+    compiled with it loads)."""
     from embedding_model.model import custom_objects
 
-    return {**custom_objects(), "AdditiveMarginLoss": _margin_loss_class()}
+    return custom_objects()["AdditiveMarginLoss"](scale=MARGIN_SCALE, margin=MARGIN)
 
 
 def build_embedder(sequence_model, head):
@@ -333,6 +303,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
     """
     import keras
 
+    from embedding_model.model import custom_objects
     from embedding_model.oww_graph import build_tail, read_onnx_weights
 
     ckpt = run_dir / "trainer.keras"
@@ -340,7 +311,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
         if not ckpt.is_file():
             raise HybridError(f"{ckpt} is missing, but {run_dir / 'state.json'} records "
                               f"{state['epoch'] + state['tuned']} epochs done: use another --run-dir")
-        trainer = keras.models.load_model(ckpt, custom_objects=_trainer_objects())
+        trainer = keras.models.load_model(ckpt, custom_objects=custom_objects())
         if state["epoch"] >= epochs and state["tuned"] >= tune_epochs:  # nothing left: no features needed
             return trainer.get_layer("oww_tail"), trainer.get_layer("head")
     x, y, vx, vy = load_features(plan, run_dir)
@@ -460,14 +431,17 @@ def _run(argv: list[str] | None) -> int:
     p.add_argument("--features-only", action="store_true", help="stop after the features stage")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    from embedding_model.export import check_output_gain
     from embedding_model.plan import TrainingPlan
 
     if args.epochs < 1:
         raise HybridError(f"--epochs must be at least 1, got {args.epochs}")
     if args.tune_epochs < 0:
         raise HybridError(f"--tune-epochs must be 0 or more, got {args.tune_epochs}")
-    if not (np.isfinite(args.output_gain) and args.output_gain > 0):
-        raise HybridError(f"--output-gain must be a positive number, got {args.output_gain}")
+    try:
+        check_output_gain(args.output_gain)
+    except ValueError as exc:
+        raise HybridError(f"--output-gain: {exc}") from exc
     if not args.plan.is_file():
         raise HybridError(f"--plan {args.plan} not found (a train-embedding run's plan.json or a model's holdout.json)")
     try:

@@ -127,6 +127,23 @@ def _define_layers() -> None:
             return {**super().get_config(), "n_classes": self.n_classes}
 
     @keras.saving.register_keras_serializable(package="embedding_model")
+    class AdditiveMarginLoss(keras.losses.Loss):
+        """AM-softmax (CosFace) on a :class:`CosineClassifier`'s output, for ``fit``:
+        cross-entropy of ``scale * (cosine - margin * onehot(label))``."""
+
+        def __init__(self, scale: float = 30.0, margin: float = 0.2, name="additive_margin", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.scale, self.margin = float(scale), float(margin)
+
+        def call(self, y_true, cosines):
+            labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+            logits = self.scale * (cosines - self.margin * tf.one_hot(labels, tf.shape(cosines)[-1]))
+            return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+        def get_config(self):
+            return {**super().get_config(), "scale": self.scale, "margin": self.margin}
+
+    @keras.saving.register_keras_serializable(package="embedding_model")
     class Subsample2D(keras.layers.Layer):
         """Keep every ``strides``-th row/column from ``offsets``: [N, H, W, C] -> [N, H', W', C].
 
@@ -153,6 +170,7 @@ def _define_layers() -> None:
             "ClipNormalize": ClipNormalize,
             "BandNormalize": BandNormalize,
             "CosineClassifier": CosineClassifier,
+            "AdditiveMarginLoss": AdditiveMarginLoss,
             "Subsample2D": Subsample2D,
             **oww_objects(),
         }

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from bench_selection import MixtureSpec, markdown, mixture_experiment, run_pool, score_rows  # noqa: E402
-from selection.implementations import tuned  # noqa: E402
-from selection.pool import Pool, validate_selection  # noqa: E402
+from bench.bench_selection import MixtureSpec, markdown, mixture_experiment, run_pool, score_rows
+from selection.implementations import tuned
+from selection.pool import Pool, validate_selection
 
 SMALL = MixtureSpec(known_words=5, unknown_words=5, clips_per_word=12, target_train=20, dim=32,
                     n_voices=6)

@@ -110,7 +110,7 @@ def test_rerun_resumes_and_more_epochs_continue_from_the_checkpoint(hybrid_run, 
     (["--plan", "{tmp}/plan.json", "--epochs", "3"], "has trained its head for 2 epochs and fine-tuned .*--epochs 2"),
     (["--plan", "{tmp}/plan.json", "--epochs", "2", "--tune-epochs", "0"], "fine-tuned for [12] epochs: pass --tune-epochs"),
     (["--plan", "{tmp}/plan.json", "--tune-epochs", "-1"], "--tune-epochs must be 0 or more"),
-    (["--plan", "{tmp}/plan.json", "--output-gain", "0"], "--output-gain must be a positive number"),
+    (["--plan", "{tmp}/plan.json", "--output-gain", "0"], "--output-gain: the output gain must be a positive number"),
     (["--plan", "{tmp}/plan.json", "--epochs", "2", "--loss", "margin"], "fine-tuned with --loss softmax: pass --loss softmax"),
 ])
 def test_bad_input_is_one_line_and_exit_1(hybrid_run, capsys, args, complaint):
@@ -153,10 +153,11 @@ def test_a_run_of_the_frozen_front_train_hybrid_is_refused(hybrid_run, tmp_path,
 def test_margin_loss_fine_tunes_with_a_cosine_classifier_started_at_the_class_means(tiny_corpus, tmp_path):
     import keras
 
-    from embedding_model.hybrid import _trainer_objects, class_means
+    from embedding_model.hybrid import class_means
+    from embedding_model.model import custom_objects
 
     plan, run = train_tiny(tiny_corpus, tmp_path, "--epochs", "1", "--tune-epochs", "1", "--loss", "margin")
-    trainer = keras.models.load_model(run / "trainer.keras", custom_objects=_trainer_objects())
+    trainer = keras.models.load_model(run / "trainer.keras", custom_objects=custom_objects())
     weights = trainer.get_layer("class_cosines").get_weights()[0]
     assert weights.shape == (1024, len(plan.classes))
     assert trainer.loss.margin == 0.2 and trainer.loss.scale == 30.0
