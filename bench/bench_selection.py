@@ -382,22 +382,21 @@ def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
                     f1s.append(score_rows(samples, validate_selection(answer, pool), eval_set))
                 entry.update(f1=float(np.mean(f1s)), f1_runs=f1s)
             elif name == "tuned":
+                def tuned_f1(pool_samples, seed, eval_embeddings=None):
+                    """tuned's score on the pool of ``pool_samples`` drawn with ``seed``."""
+                    pool = Pool.from_sample_set(pool_samples, train_size, seed)
+                    picked = validate_selection(tuned.select(pool, verbose=False), pool)
+                    return score_rows(pool_samples, picked, eval_set, eval_embeddings=eval_embeddings)
+
                 pool = Pool.from_sample_set(samples, train_size, 0)
                 answer, choice = tuned.select_with_choice(pool, verbose=False)
                 f1 = score_rows(samples, validate_selection(answer, pool), eval_set)
                 noisy_f1 = []
                 for k in range(noise_runs):
                     noisy, noisy_eval = perturbed(samples, eval_set, 100 + k, noise)
-                    npool = Pool.from_sample_set(noisy, train_size, 0)
-                    picked = validate_selection(tuned.select(npool, verbose=False), npool)
-                    noisy_f1.append(score_rows(noisy, picked, eval_set, noisy.embeddings,
-                                               noisy_eval))
+                    noisy_f1.append(tuned_f1(noisy, 0, noisy_eval))
                 if tuned_seeds > 1:
-                    seeds = [f1]
-                    for seed in range(1, tuned_seeds):
-                        spool = Pool.from_sample_set(samples, train_size, seed)
-                        picked = validate_selection(tuned.select(spool, verbose=False), spool)
-                        seeds.append(score_rows(samples, picked, eval_set))
+                    seeds = [f1, *(tuned_f1(samples, seed) for seed in range(1, tuned_seeds))]
                     entry.update(f1_seeds=seeds, f1_seed_mean=float(np.mean(seeds)),
                                  f1_seed_sd=float(np.std(seeds, ddof=1)))
                 entry.update(f1=f1, f1_runs=[f1, *noisy_f1],
