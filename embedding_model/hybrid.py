@@ -326,8 +326,8 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
     """Train (or resume) from ``state`` (:func:`read_state`); returns (tail, head). One checkpoint per epoch.
 
     ``epochs`` with the speech embedding frozen (Adam 1e-3), then ``tune_epochs`` that
-    also train its tail, convolutions 11-19 (a new Adam, 1e-4), with the classifier of
-    ``state["loss"]`` (:data:`LOSSES`).
+    also train its tail, convolutions 7-19 (``oww_graph.TUNE_FROM`` on), a new Adam at 1e-4,
+    with the classifier of ``state["loss"]`` (:data:`LOSSES`).
     """
     import keras
 
@@ -447,7 +447,7 @@ def _run(argv: list[str] | None) -> int:
                    "(default: 1; 2 scored the same on real speech and takes twice as long)")
     p.add_argument("--epochs", type=int, default=4, help="epochs that train the head on the frozen front (default: 4)")
     p.add_argument("--tune-epochs", type=int, default=6,
-                   help="then epochs that also fine-tune the front's convolutions 11-19 (default: 6, chosen on "
+                   help=f"then epochs that also fine-tune the front's convolutions {TUNE_FROM}-19 (default: 6, chosen on "
                    "real speech over 3 and 10; 0: keep the front frozen)")
     p.add_argument("--loss", choices=LOSSES, default="softmax",
                    help="the fine-tuning phase's classifier: softmax (the head phase's dense classifier) or "

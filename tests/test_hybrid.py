@@ -47,7 +47,7 @@ def test_trains_exports_and_the_mswc_backend_loads_it(hybrid_run):
     weights = read_onnx_weights()
     trainer = keras.models.load_model(run / "trainer.keras", custom_objects=custom_objects())
     tail, trained_head = trainer.get_layer("oww_tail"), trainer.get_layer("head")
-    # Convolutions 0-10 are openWakeWord's; 11-19 were fine-tuned, and the export holds the tuned ones.
+    # Convolutions before TUNE_FROM are openWakeWord's; the rest were fine-tuned, and the export holds the tuned ones.
     exported = backend.model.get_layer("oww_sequence").get_layer("oww_window_embedder")
     fresh = build_sequence_model(weights).get_layer("oww_window_embedder")
     for i in range(TUNE_FROM):
