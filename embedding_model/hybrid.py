@@ -6,12 +6,12 @@ This model keeps what was learnt from real speech instead of trying to copy it: 
 speech embedding, as openWakeWord ships it, is the front of the network, rebuilt in
 TensorFlow (:mod:`embedding_model.oww_graph`); a keyword classifier is trained on top of
 it, on the same synthetic corpus and the same training plan, and then the front's last
-thirteen convolutions are fine-tuned with it at a tenth of the learning rate::
+nine convolutions are fine-tuned with it at a tenth of the learning rate::
 
     waveforms [N, 16000]
       -> clip centred in 0.18 s of zeros each side, openWakeWord's mel   [N, 133, 32]
-      -> speech embedding, convolutions 0-6 (frozen)                     [N, 60, 8, 48]
-      -> convolutions 7-19 (fine-tuned): 8 windows of 0.76 s every 80 ms [N, 8, 96]
+      -> speech embedding, convolutions 0-10 (frozen)                    [N, 28, 4, 72]
+      -> convolutions 11-19 (fine-tuned): 8 windows of 0.76 s every 80 ms [N, 8, 96]
       -> head: standardise, Dense + ReLU, Dense 1024 + LayerNorm         [N, 1024]  "embedding"
     training only: dropout -> Dense 128 -> Dense over the plan's word classes (softmax);
     with ``--loss margin`` the fine-tuning phase uses instead a cosine to each word class,
@@ -24,12 +24,12 @@ Stages, each reused when done, so rerunning the command resumes::
 
     train-hybrid --plan models/holdout.json --run-dir RUN [--corpus ROOT]
 
-1. features: the frozen part's activations ([60, 8, 48], float16) for every training and
+1. features: the frozen part's activations ([28, 4, 72]) for every training and
    validation clip of the plan (``RUN/features/{lang}.npz``); with ``--views 2`` also of
    one seeded channel-augmented copy of each (no better on real speech, twice the time,
    so not by default);
 2. head: ``--epochs`` epochs with the whole speech embedding frozen (Adam, 1e-3), then
-   ``--tune-epochs`` (6) epochs that also train convolutions 7-19 (Adam, 1e-4), with the
+   ``--tune-epochs`` (6) epochs that also train convolutions 11-19 (Adam, 1e-4), with the
    head phase's classifier (or ``--loss margin``'s); a checkpoint
    after each (``RUN/trainer.keras`` + ``RUN/state.json``), validation accuracy logged in
    ``RUN/curves.csv``;
@@ -56,9 +56,7 @@ from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_
 PROG = "train-hybrid"
 HEADS = ("mean", "flat")  # the default, mean, was chosen on real speech (models/MODEL_CARD.md)
 WINDOWS = 8
-#: 1: the frozen window embeddings [8, 96]; 2: the activations before convolution 11; 3: before 7
-FEATURE_VERSION = 3
-BATCH = 256
+FEATURE_VERSION = 2  # 1: the frozen window embeddings [8, 96]; 2: the activations before convolution 11
 CLIPS_PER_CALL = 512
 #: How the fine-tuning phase classifies: "softmax", the head phase's dense classifier
 #: kept (the default, shipped), or "margin", an additive-margin cosine softmax (CosFace)
@@ -174,7 +172,7 @@ def feature_path(run_dir: Path, lang: str) -> Path:
 
 
 def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: bool = True) -> None:
-    """Per language: the frozen trunk's activations [n, views, 60, 8, 48] float16 of the plan's clips.
+    """Per language: the frozen trunk's activations [n, views, 28, 4, 72] float16 of the plan's clips.
 
     View 0 is the clip itself; view 1, if asked for, a seeded channel-augmented copy.
     """
@@ -225,8 +223,7 @@ def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: b
 
 
 def load_features(plan, run_dir: Path):
-    """(train x [M, 60, 8, 48], train y, validation x (clean only), validation y); x stays float16
-    (4.6 GB for the shipped plan; :class:`_Rows` hands the network float32 batches)."""
+    """(train x [M, 28, 4, 72] float32, train y, validation x (clean only), validation y)."""
     index = plan.class_index()
     xs, ys, vx, vy = [], [], [], []
     for lang in plan.langs:
@@ -238,32 +235,11 @@ def load_features(plan, run_dir: Path):
                 ys.append(labels[keep & train])
             vx.append(data["features"][keep & ~train, 0])
             vy.append(labels[keep & ~train])
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(vx), np.concatenate(vy)
+    return (np.concatenate(xs).astype(np.float32), np.concatenate(ys),
+            np.concatenate(vx).astype(np.float32), np.concatenate(vy))
 
 
 # --- stage 2: the head -----------------------------------------------------------------
-
-
-def _rows(x: np.ndarray, y: np.ndarray | None = None, order: np.ndarray | None = None, batch: int = BATCH):
-    """A Keras dataset of float32 batches of ``x`` (float16 in memory), in ``order`` (default:
-    as stored); with ``y``, (inputs, labels). Keras would otherwise copy the whole array to
-    float32 (9 GB for the shipped plan, twice that with the epoch's shuffled copy)."""
-    import keras
-
-    order = np.arange(len(x)) if order is None else order
-
-    class Rows(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()  # one worker: the batches come from memory
-
-        def __len__(self):
-            return (len(order) + batch - 1) // batch
-
-        def __getitem__(self, i):
-            rows = np.sort(order[i * batch:(i + 1) * batch])  # the same batch, read in memory order
-            return x[rows].astype(np.float32) if y is None else (x[rows].astype(np.float32), y[rows])
-
-    return Rows()
 
 
 def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tune_epochs: int,
@@ -274,15 +250,11 @@ def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tun
     (more head epochs, or a fine-tuning begun after another number of head epochs).
     """
     state_path = run_dir / "state.json"
-    fresh = {"epoch": 0, "tuned": 0, "head": kind, "seed": seed, "views": views, "loss": loss,
-             "tune_from": TUNE_FROM}
+    fresh = {"epoch": 0, "tuned": 0, "head": kind, "seed": seed, "views": views, "loss": loss}
     state = json.loads(state_path.read_text()) if state_path.is_file() else fresh
     if "tuned" not in state:
         raise HybridError(f"{run_dir} holds a run of an earlier train-hybrid (frozen front, other features): "
                           "use another --run-dir")
-    if state.get("tune_from", 11) != TUNE_FROM:
-        raise HybridError(f"{run_dir} holds a run of an earlier train-hybrid (its front fine-tuned from "
-                          f"convolution {state.get('tune_from', 11)}, this one from {TUNE_FROM}): use another --run-dir")
     if (state["head"], state["seed"], state["views"]) != (kind, seed, views):
         raise HybridError(f"{run_dir} holds a run with --head {state['head']} --seed {state['seed']} "
                           f"--views {state['views']}: use another --run-dir, or the same options to resume")
@@ -326,8 +298,8 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
     """Train (or resume) from ``state`` (:func:`read_state`); returns (tail, head). One checkpoint per epoch.
 
     ``epochs`` with the speech embedding frozen (Adam 1e-3), then ``tune_epochs`` that
-    also train its tail, convolutions 7-19 (``oww_graph.TUNE_FROM`` on), a new Adam at 1e-4,
-    with the classifier of ``state["loss"]`` (:data:`LOSSES`).
+    also train its tail, convolutions 11-19 (a new Adam, 1e-4), with the classifier of
+    ``state["loss"]`` (:data:`LOSSES`).
     """
     import keras
 
@@ -347,7 +319,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
         keras.utils.set_random_seed(state["seed"])
         tail = build_tail(read_onnx_weights(), x.shape[1:])
         tail.trainable = False
-        flat = tail.predict(_rows(x, batch=1024), verbose=0).reshape(-1, 96)
+        flat = tail.predict(x, verbose=0, batch_size=1024).reshape(-1, 96)
         head = build_head(state["head"], flat.mean(0), flat.std(0) + 1e-6, noise=0.3)
         trainer = build_trainer(tail, head, len(plan.classes))
         _compile(trainer, 1e-3)
@@ -358,7 +330,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
             tail, head = trainer.get_layer("oww_tail"), trainer.get_layer("head")
             tail.trainable = True
             if state["loss"] == "margin":
-                vectors = head.predict(tail.predict(_rows(x, batch=1024), verbose=0), verbose=0, batch_size=1024)
+                vectors = head.predict(tail.predict(x, verbose=0, batch_size=1024), verbose=0, batch_size=1024)
                 trainer = build_margin_trainer(tail, head, class_means(vectors, y, len(plan.classes), seed))
                 del vectors
                 _compile(trainer, 1e-4, margin_loss())
@@ -366,8 +338,8 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
                 _compile(trainer, 1e-4)
         keras.utils.set_random_seed(seed * 1000 + done)
         order = np.random.default_rng([seed, done]).permutation(len(x))
-        hist = trainer.fit(_rows(x, y, order), epochs=1, verbose=0, shuffle=False)
-        val_loss, val_acc = (trainer.evaluate(_rows(vx, vy, batch=1024), verbose=0) if len(vx)
+        hist = trainer.fit(x[order], y[order], batch_size=256, epochs=1, verbose=0, shuffle=False)
+        val_loss, val_acc = (trainer.evaluate(vx, vy, batch_size=1024, verbose=0) if len(vx)
                              else (float("nan"), float("nan")))
         loss, acc = hist.history["loss"][0], hist.history["accuracy"][0]
         phase = "tune" if tuning else "head"
@@ -447,7 +419,7 @@ def _run(argv: list[str] | None) -> int:
                    "(default: 1; 2 scored the same on real speech and takes twice as long)")
     p.add_argument("--epochs", type=int, default=4, help="epochs that train the head on the frozen front (default: 4)")
     p.add_argument("--tune-epochs", type=int, default=6,
-                   help=f"then epochs that also fine-tune the front's convolutions {TUNE_FROM}-19 (default: 6, chosen on "
+                   help="then epochs that also fine-tune the front's convolutions 11-19 (default: 6, chosen on "
                    "real speech over 3 and 10; 0: keep the front frozen)")
     p.add_argument("--loss", choices=LOSSES, default="softmax",
                    help="the fine-tuning phase's classifier: softmax (the head phase's dense classifier) or "

@@ -34,10 +34,8 @@ N_BINS = 257
 FLOOR_DB = 80.0
 LEAK = 0.2
 ACTIVATION_FLOOR = -0.4
-#: the first convolution train-hybrid fine-tunes (after the second max-pool, [60, 8, 48] per 1-s
-#: clip). From 11 (after the third, [28, 4, 72]) until 2026-12-01: starting at 7 raised synthetic
-#: held-out words and kept real speech (models/MODEL_CARD.md, "A model for real voices").
-TUNE_FROM = 7
+#: the first convolution train-hybrid fine-tunes (after the third max-pool, [28, 4, 72] per 1-s clip)
+TUNE_FROM = 11
 
 _CLASSES: dict = {}
 
@@ -256,7 +254,7 @@ def build_trunk(weights: dict[str, np.ndarray], pad: int = 2880, clip_samples: i
     """Keras model: waveforms [N, clip_samples] -> the activations after max-pool TUNE_FROM - 1.
 
     The frozen part of the speech embedding when train-hybrid fine-tunes the rest: with
-    the default padding, [N, 60, 8, 48] per clip. :func:`build_tail` takes it on to the
+    the default padding, [N, 28, 4, 72] per clip. :func:`build_tail` takes it on to the
     window embeddings; the two together equal :func:`build_sequence_model`.
     """
     import keras
