@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import time
@@ -317,6 +318,53 @@ def cleanlab_select(pool: Pool) -> dict[str, list[str]]:
 # ------------------------------------------------------------------------- running
 
 
+def draw_summary(results: list[dict]) -> str:
+    """The real-speech pools over their letter draws (pools named ``real-SPEAKERS`` and
+    ``real-SPEAKERS-seedN``): per speaker set and train size, the mean over draws of
+    each algorithm's score, of tuned minus the best baseline's mean on each draw (±
+    its standard error over draws), of tuned's prediction error (predicted minus
+    measured, on draws that give one; mean and mean absolute value, and how many
+    within 0.1), and of the spread of tuned's score over the eval's speakers (largest
+    minus smallest of :func:`eval_speaker_subsets`' scores)."""
+    table: dict[tuple[str, int], dict[str, dict[str, dict]]] = {}
+    for r in results:
+        if not r["pool"].startswith("real-"):
+            continue
+        base = re.sub(r"-seed\d+$", "", r["pool"])
+        table.setdefault((base, r["train_size"]), {}).setdefault(r["pool"], {})[r["algorithm"]] = r
+    lines = ["| pool (draws) | size | random | crossval | cleanlab | tuned | tuned - best baseline "
+             "| predicted - measured (mean / mean abs / within 0.1) | tuned over eval speakers, "
+             "max - min |", "|" + "---|" * 9]
+
+    def mean(values):
+        return f"{np.mean(values):.3f}" if values else "-"
+
+    for (base, size), draws in table.items():
+        by_algo = {a: [d[a]["f1"] for d in draws.values() if a in d]
+                   for a in ("random", "crossval", "cleanlab", "tuned")}
+        gaps, errors, spreads = [], [], []
+        for d in draws.values():
+            t = d.get("tuned")
+            baselines = [d[a]["f1"] for a in ("random", "crossval", "cleanlab") if a in d]
+            if t is None:
+                continue
+            if baselines:
+                gaps.append(t["f1"] - max(baselines))
+            if t.get("predicted") is not None:
+                errors.append(t["predicted"] - t["f1"])
+            if t.get("eval_by_speaker"):
+                spreads.append(max(t["eval_by_speaker"].values()) - min(t["eval_by_speaker"].values()))
+        gap = "-" if not gaps else (f"{np.mean(gaps):+.3f} ± {np.std(gaps, ddof=1) / np.sqrt(len(gaps)):.3f}"
+                                    if len(gaps) > 1 else f"{gaps[0]:+.3f}")
+        error = "no prediction" if not errors else (
+            f"{np.mean(errors):+.3f} / {np.mean(np.abs(errors)):.3f} / "
+            f"{int(np.sum(np.abs(errors) <= 0.1))} of {len(errors)}")
+        lines.append(f"| {base} ({len(draws)}) | {size} | {mean(by_algo['random'])} | "
+                     f"{mean(by_algo['crossval'])} | {mean(by_algo['cleanlab'])} | "
+                     f"{mean(by_algo['tuned'])} | {gap} | {error} | {mean(spreads)} |")
+    return "\n".join(lines)
+
+
 def score_rows(samples: SampleSet, rows: np.ndarray, eval_set: SampleSet,
                embeddings: np.ndarray | None = None, eval_embeddings: np.ndarray | None = None
                ) -> float:
@@ -327,6 +375,25 @@ def score_rows(samples: SampleSet, rows: np.ndarray, eval_set: SampleSet,
     rows = rows[dataperf_training_order(samples.ids[rows], labels[rows], rows)]
     return score(x[rows], labels[rows], ex, eval_set.labels,
                  label_names=eval_set.label_names).score
+
+
+#: Eval sets with at most this many speakers of the pool's words get one score per
+#: speaker (a real-speech pool's eval: two or three voices decide the score).
+MAX_EVAL_SPEAKERS_SPLIT = 4
+
+
+def eval_speaker_subsets(samples: SampleSet, eval_set: SampleSet) -> dict[str, np.ndarray]:
+    """Eval rows per eval speaker of the pool's words: ``{speaker: rows}``, each holding
+    that speaker's clips of the targets and known words and every clip of the words the
+    pool never has (unknown words). Empty unless 2 to :data:`MAX_EVAL_SPEAKERS_SPLIT`
+    speakers are recorded there: how far one selection's score moves with the eval's
+    voices, the noise a prediction made from the pool cannot beat."""
+    pool_words = set(samples.keywords.tolist())
+    in_pool = np.isin(eval_set.keywords, list(pool_words))
+    speakers = sorted(set(eval_set.speakers[in_pool].tolist()) - {""})
+    if not 2 <= len(speakers) <= MAX_EVAL_SPEAKERS_SPLIT or (eval_set.speakers[in_pool] == "").any():
+        return {}
+    return {who: np.flatnonzero(~in_pool | (eval_set.speakers == who)) for who in speakers}
 
 
 def perturbed(samples: SampleSet, eval_set: SampleSet, seed: int, relative: float
@@ -399,8 +466,16 @@ def run_pool(samples: SampleSet, eval_set: SampleSet, train_sizes=TRAIN_SIZES,
                     seeds = [f1, *(tuned_f1(samples, seed) for seed in range(1, tuned_seeds))]
                     entry.update(f1_seeds=seeds, f1_seed_mean=float(np.mean(seeds)),
                                  f1_seed_sd=float(np.std(seeds, ddof=1)))
+                by_speaker = eval_speaker_subsets(samples, eval_set)
+                if by_speaker:
+                    picked = validate_selection(answer, pool)
+                    entry["eval_by_speaker"] = {
+                        who: score_rows(samples, picked, eval_set.subset(rows))
+                        for who, rows in by_speaker.items()}
                 entry.update(f1=f1, f1_runs=[f1, *noisy_f1],
                              predicted=None if choice is None else choice.predicted,
+                             predicted_range=None if choice is None or choice.predicted_range is None
+                             else list(choice.predicted_range),
                              fallback=None if choice is None else choice.fallback,
                              config=None if choice is None else choice.config.describe())
             else:
@@ -464,9 +539,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real_speech_pools", nargs="*", default=[
         "asterisk_en,klettres_en", "klettres_en_GB,asterisk_ru", "asterisk_en"],
         help="pool speakers of each real-speech pool (comma-separated; eval: the others)")
-    parser.add_argument("--real_speech_seed", type=int, default=0,
-                        help="seed of the real-speech pools' letter draw (the benchmark's: 0; "
-                        "others are development pools)")
+    parser.add_argument("--real_speech_seeds", "--real_speech_seed", type=int, nargs="+",
+                        default=[0], metavar="SEED",
+                        help="seeds of the real-speech pools' letter draws, one pool per seed "
+                        "and speaker set (the benchmark's: 0 and 100-104; 1-6 were the "
+                        "development pools); with several, a summary over the draws follows "
+                        "the table")
     parser.add_argument("--real_speech_hide_speakers", action="store_true",
                         help="also score each real-speech pool without its speakers recorded")
     parser.add_argument("--plan", type=Path, metavar="JSON",
@@ -512,16 +590,16 @@ def main(argv: list[str] | None = None) -> int:
 
     experiments = []  # (name, loader)
     if args.real_speech_vectors:
-        for pool_speakers in args.real_speech_pools:
-            speakers = pool_speakers.split(",")
-            for record in (True, False) if args.real_speech_hide_speakers else (True,):
-                tag = "+".join(speakers) + ("" if record else "-nospeakers")
-                if args.real_speech_seed:
-                    tag += f"-seed{args.real_speech_seed}"
-                experiments.append((f"real-{tag}", lambda speakers=speakers, record=record:
-                                    real_speech_experiment(args.real_speech_vectors, speakers,
-                                                           seed=args.real_speech_seed,
-                                                           record_speakers=record)))
+        for draw in args.real_speech_seeds:
+            for pool_speakers in args.real_speech_pools:
+                speakers = pool_speakers.split(",")
+                for record in (True, False) if args.real_speech_hide_speakers else (True,):
+                    tag = "+".join(speakers) + ("" if record else "-nospeakers")
+                    if draw:
+                        tag += f"-seed{draw}"
+                    experiments.append((f"real-{tag}", lambda speakers=speakers, record=record, draw=draw:
+                                        real_speech_experiment(args.real_speech_vectors, speakers,
+                                                               seed=draw, record_speakers=record)))
     built = []  # (name, dir)
     for d in args.experiment_dirs:
         built.append((d.name, d))
@@ -578,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
     print(markdown(results))
+    if len(args.real_speech_seeds) > 1:
+        print()
+        print(draw_summary(results))
     return 0
 
 
