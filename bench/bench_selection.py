@@ -321,47 +321,56 @@ def cleanlab_select(pool: Pool) -> dict[str, list[str]]:
 def draw_summary(results: list[dict]) -> str:
     """The real-speech pools over their letter draws (pools named ``real-SPEAKERS`` and
     ``real-SPEAKERS-seedN``): per speaker set and train size, the mean over draws of
-    each algorithm's score, of tuned minus the best baseline's mean on each draw (±
-    its standard error over draws), of tuned's prediction error (predicted minus
-    measured, on draws that give one; mean and mean absolute value, and how many
-    within 0.1), and of the spread of tuned's score over the eval's speakers (largest
-    minus smallest of :func:`eval_speaker_subsets`' scores)."""
+    each algorithm's score; tuned minus each baseline, paired draw by draw (mean ±
+    standard error over draws; each baseline on its own, since the largest of three
+    noisy means is biased upward); tuned's prediction error (predicted minus measured,
+    on draws that give one: mean, mean absolute value, and how many within 0.1); and
+    the spread of tuned's score over the eval's speakers (largest minus smallest of
+    :func:`eval_speaker_subsets`' scores)."""
+    baselines = ("random", "crossval", "cleanlab")
     table: dict[tuple[str, int], dict[str, dict[str, dict]]] = {}
     for r in results:
         if not r["pool"].startswith("real-"):
             continue
         base = re.sub(r"-seed\d+$", "", r["pool"])
         table.setdefault((base, r["train_size"]), {}).setdefault(r["pool"], {})[r["algorithm"]] = r
-    lines = ["| pool (draws) | size | random | crossval | cleanlab | tuned | tuned - best baseline "
-             "| predicted - measured (mean / mean abs / within 0.1) | tuned over eval speakers, "
-             "max - min |", "|" + "---|" * 9]
+    lines = ["| pool (draws) | size | random | crossval | cleanlab | tuned | tuned - random "
+             "| tuned - crossval | tuned - cleanlab | predicted - measured (mean / mean abs / "
+             "within 0.1) | tuned over eval speakers, max - min |", "|" + "---|" * 11]
 
     def mean(values):
         return f"{np.mean(values):.3f}" if values else "-"
 
+    def paired(values):
+        if not values:
+            return "-"
+        if len(values) == 1:
+            return f"{values[0]:+.3f}"
+        return f"{np.mean(values):+.3f} ± {np.std(values, ddof=1) / np.sqrt(len(values)):.3f}"
+
     for (base, size), draws in table.items():
-        by_algo = {a: [d[a]["f1"] for d in draws.values() if a in d]
-                   for a in ("random", "crossval", "cleanlab", "tuned")}
-        gaps, errors, spreads = [], [], []
+        by_algo = {a: [d[a]["f1"] for d in draws.values() if a in d] for a in (*baselines, "tuned")}
+        gaps = {a: [] for a in baselines}
+        errors, spreads = [], []
         for d in draws.values():
             t = d.get("tuned")
-            baselines = [d[a]["f1"] for a in ("random", "crossval", "cleanlab") if a in d]
             if t is None:
                 continue
-            if baselines:
-                gaps.append(t["f1"] - max(baselines))
+            for a in baselines:
+                if a in d:
+                    gaps[a].append(t["f1"] - d[a]["f1"])
             if t.get("predicted") is not None:
                 errors.append(t["predicted"] - t["f1"])
             if t.get("eval_by_speaker"):
                 spreads.append(max(t["eval_by_speaker"].values()) - min(t["eval_by_speaker"].values()))
-        gap = "-" if not gaps else (f"{np.mean(gaps):+.3f} ± {np.std(gaps, ddof=1) / np.sqrt(len(gaps)):.3f}"
-                                    if len(gaps) > 1 else f"{gaps[0]:+.3f}")
         error = "no prediction" if not errors else (
             f"{np.mean(errors):+.3f} / {np.mean(np.abs(errors)):.3f} / "
             f"{int(np.sum(np.abs(errors) <= 0.1))} of {len(errors)}")
         lines.append(f"| {base} ({len(draws)}) | {size} | {mean(by_algo['random'])} | "
                      f"{mean(by_algo['crossval'])} | {mean(by_algo['cleanlab'])} | "
-                     f"{mean(by_algo['tuned'])} | {gap} | {error} | {mean(spreads)} |")
+                     f"{mean(by_algo['tuned'])} | {paired(gaps['random'])} | "
+                     f"{paired(gaps['crossval'])} | {paired(gaps['cleanlab'])} | {error} | "
+                     f"{mean(spreads)} |")
     return "\n".join(lines)
 
 
@@ -582,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
             for row in json.loads(path.read_text()):
                 merged[(row["pool"], row["train_size"], row["algorithm"])] = row
         print(markdown(list(merged.values())))
+        if any(re.search(r"^real-.*-seed\d+$", pool) for pool, _, _ in merged):
+            print()
+            print(draw_summary(list(merged.values())))
         return 0
     # LogisticRegression's lbfgs stops at 100 iterations on raw vectors: part of the
     # fixed protocol, not news.

@@ -99,8 +99,9 @@ def test_the_draw_summary_averages_each_speaker_set_over_its_draws():
                + rows("real-a", 25, 0.2, 0.3, 0.25, None, {})
                + rows("mixture-1-voices2", 25, 0.1, 0.1, 0.1, 0.1, {}))
     table = draw_summary(results)
-    # tuned - best baseline per draw: +0.05 and -0.10 -> mean -0.025, se 0.075;
-    # prediction errors +0.15 and +0.05.
-    assert "| real-a+b (2) | 25 | 0.400 | 0.400 | - | 0.425 | -0.025 ± 0.075 | +0.100 / 0.100 / 1 of 2 | 0.150 |" in table
-    assert "| real-a (1) | 25 | 0.200 | 0.300 | - | 0.250 | -0.050 | no prediction | - |" in table
+    # tuned - random per draw: +0.15 and -0.10 -> mean +0.025, se 0.125; tuned - crossval:
+    # +0.05 and 0.00 -> +0.025, se 0.025; prediction errors +0.15 and +0.05.
+    assert ("| real-a+b (2) | 25 | 0.400 | 0.400 | - | 0.425 | +0.025 ± 0.125 | +0.025 ± 0.025 | - "
+            "| +0.100 / 0.100 / 1 of 2 | 0.150 |") in table
+    assert "| real-a (1) | 25 | 0.200 | 0.300 | - | 0.250 | +0.050 | -0.050 | - | no prediction | - |" in table
     assert "mixture" not in table
