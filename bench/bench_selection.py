@@ -551,9 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real_speech_seeds", "--real_speech_seed", type=int, nargs="+",
                         default=[0], metavar="SEED",
                         help="seeds of the real-speech pools' letter draws, one pool per seed "
-                        "and speaker set (the benchmark's: 0 and 100-104; 1-6 were the "
-                        "development pools); with several, a summary over the draws follows "
-                        "the table")
+                        "and speaker set (the benchmark's: 0 and 100-109, and 110-120 to "
+                        "replicate; 1-6 and 200-205 were the development pools); with "
+                        "several, a summary over the draws follows the table")
     parser.add_argument("--real_speech_hide_speakers", action="store_true",
                         help="also score each real-speech pool without its speakers recorded")
     parser.add_argument("--plan", type=Path, metavar="JSON",
