@@ -206,8 +206,8 @@ def build_experiment(corpus: Path, lang: str, keywords: list[str], outdir: Path,
 
 
 def real_speech_experiment(vectors_path: Path, pool_speakers: list[str], seed: int = 0,
-                           n_targets: int = 5, n_known: int = 11, record_speakers: bool = True
-                           ) -> tuple[SampleSet, SampleSet]:
+                           n_targets: int = 5, n_known: int = 11, record_speakers: bool = True,
+                           shuffle: bool = True) -> tuple[SampleSet, SampleSet]:
     """A (samples, eval) pair from the real-speech benchmark's letter clips.
 
     ``bench/real_speech.py`` (the real-voices issue) holds the 26 English letter names
@@ -223,6 +223,12 @@ def real_speech_experiment(vectors_path: Path, pool_speakers: list[str], seed: i
         record_speakers: write each clip's speaker into the pool (False: the pool looks
             like DataPerf's files, which record none; copies of one recording are then
             found as near-duplicates).
+        shuffle: put the pool's rows in an order drawn with ``seed`` (False: letter by
+            letter, speaker by speaker, copy by copy, the order of the tables before
+            2026-12-02). In that fixed order every draw's pool has the same layout, so
+            a selection seed (random's, crossval's, tuned's) picks the same speakers and
+            copies of its keywords in every draw, and its luck does not average out
+            over the draws.
     """
     from bench.real_speech import DEFAULT_COPIES, LETTERS, SPEAKERS
 
@@ -263,6 +269,8 @@ def real_speech_experiment(vectors_path: Path, pool_speakers: list[str], seed: i
                          embeddings=vectors[np.asarray(rows)], metadata=meta, speakers=who)
 
     samples = build(pool_speakers, targets + known, "samples")
+    if shuffle:
+        samples = samples.subset(np.random.default_rng([seed, 1]).permutation(len(samples.ids)))
     eval_set = build(eval_speakers, targets + known, "eval")
     unknown_set = build(names, unknown, "eval")
     from protos.samples_io import concatenate
@@ -554,6 +562,11 @@ def main(argv: list[str] | None = None) -> int:
                         "and speaker set (the benchmark's: 0 and 100-109, and 110-120 to "
                         "replicate; 1-6 and 200-205 were the development pools); with "
                         "several, a summary over the draws follows the table")
+    parser.add_argument("--real_speech_fixed_order", action="store_true",
+                        help="keep each real-speech pool's rows letter by letter, speaker by "
+                        "speaker, copy by copy, as the tables before 2026-12-02 did (default: "
+                        "an order drawn per letter draw, so a selection seed does not pick the "
+                        "same speakers and copies in every draw)")
     parser.add_argument("--real_speech_hide_speakers", action="store_true",
                         help="also score each real-speech pool without its speakers recorded")
     parser.add_argument("--plan", type=Path, metavar="JSON",
@@ -611,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
                         tag += f"-seed{draw}"
                     experiments.append((f"real-{tag}", lambda speakers=speakers, record=record, draw=draw:
                                         real_speech_experiment(args.real_speech_vectors, speakers,
-                                                               seed=draw, record_speakers=record)))
+                                                               seed=draw, record_speakers=record,
+                                                               shuffle=not args.real_speech_fixed_order)))
     built = []  # (name, dir)
     for d in args.experiment_dirs:
         built.append((d.name, d))

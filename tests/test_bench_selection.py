@@ -105,3 +105,34 @@ def test_the_draw_summary_averages_each_speaker_set_over_its_draws():
             "| +0.100 / 0.100 / 1 of 2 | 0.150 |") in table
     assert "| real-a (1) | 25 | 0.200 | 0.300 | - | 0.250 | +0.050 | -0.050 | - | no prediction | - |" in table
     assert "mixture" not in table
+
+
+def test_real_speech_pools_are_laid_out_anew_per_draw_so_a_selection_seed_is_not_reused(tmp_path):
+    from selection.implementations.crossval import _subsets
+
+    vectors = _letter_vectors(tmp_path)
+    speakers = ["asterisk_en", "klettres_en"]
+
+    def crossval_candidates(draw: int, shuffle: bool) -> list[list[str]]:
+        """Speaker and copy of each target in crossval's seed-1 candidate subsets."""
+        samples, _ = real_speech_experiment(vectors, speakers, seed=draw, shuffle=shuffle)
+        pool = Pool.from_sample_set(samples, 60, 1)
+        rows = np.flatnonzero(pool.labels > 0)
+        return [sorted(i.split("/")[1] for i in samples.ids[rows[train]])
+                for train, _ in _subsets(pool.labels[rows], 36, 1, True, 10)]
+
+    # In the fixed order, one seed picks the same speakers and copies in every draw.
+    assert crossval_candidates(3, False) == crossval_candidates(4, False)
+    assert crossval_candidates(3, True) != crossval_candidates(4, True)
+    # The shuffled pool holds the same clips, vectors and speakers, in another order.
+    fixed, eval_fixed = real_speech_experiment(vectors, speakers, seed=3, shuffle=False)
+    shuffled, eval_shuffled = real_speech_experiment(vectors, speakers, seed=3)
+    order = np.argsort(shuffled.ids)
+    assert (shuffled.ids[order] == np.sort(fixed.ids)).all()
+    assert (shuffled.embeddings[order] == fixed.embeddings[np.argsort(fixed.ids)]).all()
+    assert (shuffled.speakers[order] == fixed.speakers[np.argsort(fixed.ids)]).all()
+    assert not (shuffled.ids == fixed.ids).all()
+    assert (eval_shuffled.ids == eval_fixed.ids).all()
+    # Deterministic per draw.
+    again, _ = real_speech_experiment(vectors, speakers, seed=3)
+    assert (again.ids == shuffled.ids).all()
