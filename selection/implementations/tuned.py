@@ -937,7 +937,7 @@ class Choice:
             f" (between {self.predicted_range[0]:.4f}, one voice per keyword held out, and "
             f"{self.predicted_range[1]:.4f}, clips within the voices held out: the prediction; "
             "a rough guide only: with two or three voices per keyword the score depends on the "
-            "eval's own voices, and on the benchmark's letter pools it was off by 0.04-0.25 "
+            "eval's own voices, and on the benchmark's letter pools it was off by 0.04-0.26 "
             "either way, depending on the speakers)")
         if self.fallback:
             predicted = "" if self.predicted is None else (
