@@ -256,8 +256,8 @@ def test_floor_when_each_keyword_has_one_speaker(pair, capsys):
 
 def test_crossval_floor_when_some_keyword_has_two_speakers(pair, capsys):
     """One keyword with two speakers, the others one: the pool has more than one voice
-    somewhere, so the floor is crossval's selections voted over seeds (40 % of the
-    budget to nontargets, the rest even over the keywords)."""
+    somewhere, so the floor is DataPerf's crossval selection with the pool's seed (40 % of
+    the budget to nontargets, the rest even over the keywords)."""
     samples, _ = pair
     labels = samples.labels
     speakers = np.where(labels > 0, np.char.add("spk", labels.astype(str)),
@@ -269,6 +269,8 @@ def test_crossval_floor_when_some_keyword_has_two_speakers(pair, capsys):
     assert choice.untested and not choice.one_voice and choice.floor == "crossval"
     assert "cross-validation baseline" in err
     assert answer == pool.selection_from_indices(tuned.crossval_consensus(pool, tuned.FLOOR_VOTES))
+    assert answer == implementations.get("crossval")(pool, verbose=False)  # FLOOR_VOTES = 1
+    assert "selection with the pool's seed" in err
     counts = np.bincount(pool.labels[validate_selection(answer, pool)], minlength=pool.num_classes)
     assert counts[0] == round(0.4 * 25), counts
     assert counts[1:].max() - counts[1:].min() <= 1, counts
