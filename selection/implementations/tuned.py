@@ -143,8 +143,8 @@ SAFE_NONTARGET_FRACTION = 0.4
 #: typical picks: the floor is then the baseline itself. False: the typical picks
 #: (cheaper: each crossval search costs 100 fits, each scored on the rest of the pool).
 FLOOR_BY_CROSSVAL = True
-#: The crossval floor is voted over this many seeded crossval searches
-#: (:func:`crossval_consensus`). 1: exactly DataPerf's crossval selection with the
+#: Seeded crossval searches behind the crossval floor, voting clip by clip when more
+#: than one (:func:`crossval_consensus`). 1: exactly DataPerf's crossval selection with the
 #: pool's seed, so the floor scores as that baseline does, on average. One search's
 #: score swings with its seed (up to 0.1 F1), and a vote of 5 was tried to steady it,
 #: but the vote mixes clips from different winning subsets and scored below crossval:
