@@ -32,7 +32,10 @@ Stages, each reused when done, so rerunning the command resumes::
    ``--tune-epochs`` (6) epochs that also train convolutions 11-19 (Adam, 1e-4), with the
    head phase's classifier (or ``--loss margin``'s); a checkpoint
    after each (``RUN/trainer.keras`` + ``RUN/state.json``), validation accuracy logged in
-   ``RUN/curves.csv``;
+   ``RUN/curves.csv``; the checkpoint the fine-tuning starts from is kept as
+   ``RUN/head.keras``, so ``--from-head RUN`` can fine-tune the same head again in another
+   run directory with another ``--seed`` (other batches and dropout; the features are
+   read from RUN, not copied): runs to average with :mod:`embedding_model.soup`;
 3. export: ``RUN/export`` (the embedding model, its metadata, the plan as ``holdout.json``).
 
 Exit status (:mod:`protos.errors`): 0 done, 1 bad input, 2 usage, 3 environment, 130 interrupted.
@@ -243,15 +246,25 @@ def load_features(plan, run_dir: Path):
 
 
 def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tune_epochs: int,
-               loss: str = "softmax") -> dict:
+               loss: str = "softmax", from_head: Path | None = None, plan_digest: str | None = None) -> dict:
     """The run's state (head and fine-tuning epochs done), or a fresh one.
 
     Refuses a run made with other options, or one that has trained further than asked
     (more head epochs, or a fine-tuning begun after another number of head epochs).
+    With ``from_head`` (another run directory, :func:`read_head_source`), a fresh run
+    starts with that run's head epochs done, and a run is refused if it started from
+    another head.
     """
     state_path = run_dir / "state.json"
     fresh = {"epoch": 0, "tuned": 0, "head": kind, "seed": seed, "views": views, "loss": loss}
+    if from_head is not None:
+        source = read_head_source(from_head, kind, views, epochs, plan_digest)
+        fresh.update(epoch=source["epochs"], from_head=str(from_head.resolve()), head_seed=source["seed"])
     state = json.loads(state_path.read_text()) if state_path.is_file() else fresh
+    if state.get("from_head") != fresh.get("from_head"):
+        was = f"--from-head {state['from_head']}" if state.get("from_head") else "its own head epochs"
+        raise HybridError(f"{run_dir} holds a run that started from {was}: use another --run-dir, "
+                          "or the same --from-head to resume")
     if "tuned" not in state:
         raise HybridError(f"{run_dir} holds a run of an earlier train-hybrid (frozen front, other features): "
                           "use another --run-dir")
@@ -271,6 +284,27 @@ def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tun
         raise HybridError(f"{run_dir} has fine-tuned for {state['tuned']} epochs: pass --tune-epochs "
                           f"{state['tuned']} or more, or use another --run-dir")
     return state
+
+
+HEAD_NAME, HEAD_INFO = "head.keras", "head.json"
+
+
+def read_head_source(source: Path, kind: str, views: int, epochs: int, plan_digest: str | None = None) -> dict:
+    """``source``'s head (``head.json``: epochs, seed, head, views, plan), checked against this run's options."""
+    info = source / HEAD_INFO
+    if not (info.is_file() and (source / HEAD_NAME).is_file()):
+        raise HybridError(f"--from-head {source}: no {HEAD_NAME} there (a run directory whose head epochs "
+                          "are done, by a train-hybrid that keeps them): run train-hybrid there first")
+    head = json.loads(info.read_text())
+    if (head["head"], head["views"]) != (kind, views):
+        raise HybridError(f"--from-head {source}: its head was trained with --head {head['head']} "
+                          f"--views {head['views']}: pass the same")
+    if plan_digest is not None and head["plan"] != plan_digest:
+        raise HybridError(f"--from-head {source}: its head was trained on another plan: pass the same --plan")
+    if head["epochs"] != epochs:
+        raise HybridError(f"--from-head {source}: its head was trained for {head['epochs']} epochs: "
+                          f"pass --epochs {head['epochs']}")
+    return head
 
 
 def _compile(trainer, learning_rate: float, loss=None) -> None:
@@ -299,14 +333,21 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
 
     ``epochs`` with the speech embedding frozen (Adam 1e-3), then ``tune_epochs`` that
     also train its tail, convolutions 11-19 (a new Adam, 1e-4), with the classifier of
-    ``state["loss"]`` (:data:`LOSSES`).
+    ``state["loss"]`` (:data:`LOSSES`). The checkpoint after the last head epoch is also
+    kept as ``head.keras`` (with ``head.json``). With ``state["from_head"]`` the head
+    epochs are another run's: its ``head.keras`` is the start and its features are read.
     """
+    import shutil
+
     import keras
 
     from embedding_model.model import custom_objects
     from embedding_model.oww_graph import build_tail, read_onnx_weights
 
     ckpt = run_dir / "trainer.keras"
+    source = Path(state["from_head"]) if state.get("from_head") else run_dir
+    if state.get("from_head") and not state["tuned"]:
+        ckpt = source / HEAD_NAME
     if state["epoch"] or state["tuned"]:
         if not ckpt.is_file():
             raise HybridError(f"{ckpt} is missing, but {run_dir / 'state.json'} records "
@@ -314,7 +355,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
         trainer = keras.models.load_model(ckpt, custom_objects=custom_objects())
         if state["epoch"] >= epochs and state["tuned"] >= tune_epochs:  # nothing left: no features needed
             return trainer.get_layer("oww_tail"), trainer.get_layer("head")
-    x, y, vx, vy = load_features(plan, run_dir)
+    x, y, vx, vy = load_features(plan, source)
     if not (state["epoch"] or state["tuned"]):
         keras.utils.set_random_seed(state["seed"])
         tail = build_tail(read_onnx_weights(), x.shape[1:])
@@ -348,6 +389,13 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
         text = (curves.read_text() if curves.is_file() and done else header) + row
         tmp = run_dir / ".trainer.tmp.keras"
         trainer.save(tmp)
+        if not tuning and done + 1 == epochs:  # the head the fine-tuning starts from, kept for --from-head
+            shutil.copyfile(tmp, run_dir / f".{HEAD_NAME}.tmp")
+            (run_dir / f".{HEAD_NAME}.tmp").replace(run_dir / HEAD_NAME)
+            atomic_write_text(run_dir / HEAD_INFO, json.dumps(
+                {"epochs": epochs, "seed": seed, "head": state["head"], "views": state["views"],
+                 "plan": plan.digest()}) + "\n")
+        ckpt = run_dir / "trainer.keras"
         tmp.replace(ckpt)
         atomic_write_text(curves, text)
         state["tuned" if tuning else "epoch"] += 1
@@ -389,6 +437,7 @@ def export(plan, run_dir: Path, tail, head, state: dict, output_gain: float = OU
             "training": {"head": state["head"], "epochs": state["epoch"], "tune_epochs": state["tuned"],
                          "loss": state["loss"] if state["tuned"] else "softmax",
                          "seed": state["seed"], "views": state["views"],
+                         **({"head_seed": state["head_seed"]} if state.get("from_head") else {}),
                          "plan": plan.digest(), "classes": len(plan.classes), "front": front}}
     atomic_write_text(out / META_NAME, json.dumps(meta, indent=1) + "\n")
     plan.save(out / "holdout.json")
@@ -428,6 +477,10 @@ def _run(argv: list[str] | None) -> int:
     p.add_argument("--output-gain", type=float, default=OUTPUT_GAIN,
                    help=f"multiply the exported vector by this (default: {OUTPUT_GAIN:g}: the LayerNorm's own scale)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-head", type=Path, default=None, metavar="RUN",
+                   help="fine-tune the head of another run directory (its head.keras, kept after its head "
+                   "epochs, and its features) instead of training one here; with another --seed, a "
+                   "second fine-tuning of the same head, e.g. to average with python -m embedding_model.soup")
     p.add_argument("--features-only", action="store_true", help="stop after the features stage")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -458,9 +511,12 @@ def _run(argv: list[str] | None) -> int:
         raise EnvironmentProblem(
             "train-hybrid needs TensorFlow: pip install 'dataperf-speech[pipeline,openwakeword]'") from exc
     args.run_dir.mkdir(parents=True, exist_ok=True)
+    if args.from_head is not None and args.from_head.resolve() == args.run_dir.resolve():
+        raise HybridError("--from-head must name another run directory than --run-dir")
     state = read_state(args.run_dir, args.head, args.seed, args.views,  # before anything is overwritten
-                       args.epochs, args.tune_epochs, args.loss)
-    compute_features(plan, args.run_dir, args.seed, views=args.views, progress=not args.no_progress)
+                       args.epochs, args.tune_epochs, args.loss, args.from_head, plan.digest())
+    if args.from_head is None:
+        compute_features(plan, args.run_dir, args.seed, views=args.views, progress=not args.no_progress)
     if args.features_only:
         return 0
     tail, head = train_head(plan, args.run_dir, state, args.epochs, args.tune_epochs, progress=not args.no_progress)

@@ -182,3 +182,91 @@ def test_the_margin_loss_is_cosface():
     logits = 30.0 * (cosines - 0.2 * np.eye(3, dtype=np.float32)[labels])
     want = -np.log(np.exp(logits[np.arange(2), labels]) / np.exp(logits).sum(1)).mean()
     assert abs(float(margin_loss()(tf.constant(labels), tf.constant(cosines))) - want) < 1e-4
+
+
+def test_from_head_fine_tunes_another_runs_head_with_its_own_seed(hybrid_run, tmp_path, capsys):
+    import keras
+
+    from embedding_model import get_backend
+    from embedding_model.hybrid import main
+    from embedding_model.model import custom_objects
+
+    tmp, run = hybrid_run
+    head = json.loads((run / "head.json").read_text())
+    assert head["epochs"] == 2 and head["seed"] == 0  # kept after the source's last head epoch
+    base = ["--plan", str(tmp / "plan.json"), "--from-head", str(run), "--epochs", "2", "--output-gain", "2",
+            "--no-progress"]
+    # --tune-epochs 0: the export is exactly the source's head-phase model.
+    assert main(base + ["--run-dir", str(tmp_path / "t0"), "--tune-epochs", "0"]) == 0
+    source = keras.models.load_model(run / "head.keras", custom_objects=custom_objects()).get_layer("head")
+    exported = get_backend("mswc", model=tmp_path / "t0" / "export").model
+    got, want = exported.get_layer("head").get_weights(), source.get_weights()
+    for g, w in zip(got[:-2], want[:-2]):
+        np.testing.assert_array_equal(g, w)
+    for g, w in zip(got[-2:], want[-2:]):  # the LayerNorm's gain and bias, times --output-gain
+        np.testing.assert_allclose(g, 2 * w, rtol=1e-6)
+    # Another seed: one fine-tuning epoch over the source's features, none computed here.
+    assert main(base + ["--run-dir", str(tmp_path / "s1"), "--tune-epochs", "1", "--seed", "1"]) == 0
+    assert not (tmp_path / "s1" / "features").exists()
+    assert [r.split(",")[:2] for r in (tmp_path / "s1" / "curves.csv").read_text().splitlines()[1:]] == [["3", "tune"]]
+    meta = json.loads((tmp_path / "s1" / "export" / "mswc_embedding.json").read_text())
+    assert (meta["training"]["seed"], meta["training"]["head_seed"], meta["training"]["tune_epochs"]) == (1, 0, 1)
+    tuned = get_backend("mswc", model=tmp_path / "s1" / "export").model
+    assert not np.allclose(tuned.get_layer("head").get_weights()[0], source.get_weights()[0])
+    # Resuming asks for the same --from-head; a head trained for other epochs is refused.
+    capsys.readouterr()
+    assert main(["--plan", str(tmp / "plan.json"), "--run-dir", str(tmp_path / "s1"), "--epochs", "2",
+                 "--tune-epochs", "1", "--seed", "1"]) == 1
+    assert main(["--plan", str(tmp / "plan.json"), "--from-head", str(run), "--epochs", "3",
+                 "--run-dir", str(tmp_path / "s3")]) == 1
+    assert main(base + ["--run-dir", str(tmp_path / "s4"), "--from-head", str(tmp_path / "t0" / "export")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3, err
+    assert "started from --from-head" in err[0] and "the same --from-head to resume" in err[0]
+    assert "its head was trained for 2 epochs: pass --epochs 2" in err[1]
+    assert "no head.keras there" in err[2]
+    assert not (tmp_path / "s3" / "state.json").exists() and not (tmp_path / "s4" / "state.json").exists()
+
+
+def test_soup_averages_the_weights_and_loads_as_a_model(hybrid_run, tmp_path, capsys):
+    import shutil
+
+    from embedding_model import get_backend
+    from embedding_model.export import load_embedder
+    from embedding_model.hybrid import main as train
+    from embedding_model.soup import main
+
+    tmp, run = hybrid_run
+    for seed in ("1", "2"):
+        assert train(["--plan", str(tmp / "plan.json"), "--from-head", str(run), "--epochs", "2",
+                      "--tune-epochs", "1", "--seed", seed, "--output-gain", "2", "--no-progress",
+                      "--run-dir", str(tmp_path / f"s{seed}")]) == 0
+    members = [tmp_path / "s1" / "export", tmp_path / "s2" / "export"]
+    assert main(["--out", str(tmp_path / "soup"), *map(str, members)]) == 0
+    a, b = (load_embedder(m).get_weights() for m in members)
+    soup = get_backend("mswc", model=tmp_path / "soup")
+    got = soup.model.get_weights()
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+    for x, y, z in zip(a, b, got):
+        np.testing.assert_allclose(z, (x.astype(np.float64) + y) / 2, rtol=1e-6, atol=1e-7)
+    meta = json.loads((tmp_path / "soup" / "mswc_embedding.json").read_text())
+    ids = [json.loads((m / "mswc_embedding.json").read_text())["identity"] for m in members]
+    assert meta["identity"] == soup.identity and meta["soup"]["of"] == ids and meta["output_gain"] == 2
+    assert meta["kind"] == "hybrid" and [t["seed"] for t in meta["soup"]["training"]] == [1, 2]
+    assert (tmp_path / "soup" / "holdout.json").read_bytes() == (members[0] / "holdout.json").read_bytes()
+    assert soup.embed(speechlike_clips(2)).shape == (2, 1024)
+    # Bad input: one line each, exit 1, nothing written.
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path / "x1"), str(members[0])]) == 1
+    other_gain = tmp_path / "gain1"
+    shutil.copytree(members[1], other_gain)
+    meta_path = other_gain / "mswc_embedding.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "output_gain": 1.0}))
+    assert main(["--out", str(tmp_path / "x2"), str(members[0]), str(other_gain)]) == 1
+    assert main(["--out", str(tmp_path / "x3"), str(members[0]), str(tmp_path / "nowhere")]) == 1
+    assert main(["--out", str(members[0]), *map(str, members)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4, err
+    assert "at least two" in err[0] and "different output gains (1.0, 2.0)" in err[1]
+    assert "nowhere/mswc_embedding.keras not found" in err[2] and "is one of the models" in err[3]
+    assert not any((tmp_path / x).exists() for x in ("x1", "x2", "x3"))
