@@ -53,7 +53,7 @@ import numpy as np
 
 from embedding_model.oww_graph import TUNE_FROM
 from embedding_model.train_config import TrainConfig
-from protos.atomic import atomic_write, atomic_write_text
+from protos.atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_cli
 
 PROG = "train-hybrid"
@@ -337,8 +337,6 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
     kept as ``head.keras`` (with ``head.json``). With ``state["from_head"]`` the head
     epochs are another run's: its ``head.keras`` is the start and its features are read.
     """
-    import shutil
-
     import keras
 
     from embedding_model.model import custom_objects
@@ -346,13 +344,12 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
 
     ckpt = run_dir / "trainer.keras"
     source = Path(state["from_head"]) if state.get("from_head") else run_dir
-    if state.get("from_head") and not state["tuned"]:
-        ckpt = source / HEAD_NAME
+    start = source / HEAD_NAME if state.get("from_head") and not state["tuned"] else ckpt
     if state["epoch"] or state["tuned"]:
-        if not ckpt.is_file():
-            raise HybridError(f"{ckpt} is missing, but {run_dir / 'state.json'} records "
+        if not start.is_file():
+            raise HybridError(f"{start} is missing, but {run_dir / 'state.json'} records "
                               f"{state['epoch'] + state['tuned']} epochs done: use another --run-dir")
-        trainer = keras.models.load_model(ckpt, custom_objects=custom_objects())
+        trainer = keras.models.load_model(start, custom_objects=custom_objects())
         if state["epoch"] >= epochs and state["tuned"] >= tune_epochs:  # nothing left: no features needed
             return trainer.get_layer("oww_tail"), trainer.get_layer("head")
     x, y, vx, vy = load_features(plan, source)
@@ -390,12 +387,10 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
         tmp = run_dir / ".trainer.tmp.keras"
         trainer.save(tmp)
         if not tuning and done + 1 == epochs:  # the head the fine-tuning starts from, kept for --from-head
-            shutil.copyfile(tmp, run_dir / f".{HEAD_NAME}.tmp")
-            (run_dir / f".{HEAD_NAME}.tmp").replace(run_dir / HEAD_NAME)
+            atomic_write_bytes(run_dir / HEAD_NAME, tmp.read_bytes())
             atomic_write_text(run_dir / HEAD_INFO, json.dumps(
                 {"epochs": epochs, "seed": seed, "head": state["head"], "views": state["views"],
                  "plan": plan.digest()}) + "\n")
-        ckpt = run_dir / "trainer.keras"
         tmp.replace(ckpt)
         atomic_write_text(curves, text)
         state["tuned" if tuning else "epoch"] += 1

@@ -77,8 +77,7 @@ def make_soup(model_dirs: list[Path], out: Path) -> dict:
     soup.set_weights(average_weights(models))
     out.mkdir(parents=True, exist_ok=True)
     _save_keras(soup, out)
-    meta = {key: value for key, value in metas[0].items()
-            if key in ("dim", "params", "kind", "output_gain")}
+    meta = {key: metas[0][key] for key in ("kind", "output_gain") if key in metas[0]}
     meta.update(identity=weights_identity(soup), dim=int(soup.output_shape[-1]), params=int(soup.count_params()),
                 soup={"of": [m.get("identity") for m in metas], "training": [m.get("training") for m in metas]})
     atomic_write_text(out / META_NAME, json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
