@@ -6,12 +6,14 @@ This model keeps what was learnt from real speech instead of trying to copy it: 
 speech embedding, as openWakeWord ships it, is the front of the network, rebuilt in
 TensorFlow (:mod:`embedding_model.oww_graph`); a keyword classifier is trained on top of
 it, on the same synthetic corpus and the same training plan, and then the front's last
-nine convolutions are fine-tuned with it at a tenth of the learning rate::
+nine convolutions (``--tune-from 7``: thirteen) are fine-tuned with it at a tenth of the
+learning rate::
 
     waveforms [N, 16000]
       -> clip centred in 0.18 s of zeros each side, openWakeWord's mel   [N, 133, 32]
       -> speech embedding, convolutions 0-10 (frozen)                    [N, 28, 4, 72]
-      -> convolutions 11-19 (fine-tuned): 8 windows of 0.76 s every 80 ms [N, 8, 96]
+         (--tune-from 7: convolutions 0-6,                               [N, 60, 8, 48])
+      -> convolutions 11-19 (7-19) fine-tuned: 8 windows of 0.76 s every 80 ms [N, 8, 96]
       -> head: standardise, Dense + ReLU, Dense 1024 + LayerNorm         [N, 1024]  "embedding"
     training only: dropout -> Dense 128 -> Dense over the plan's word classes (softmax);
     with ``--loss margin`` the fine-tuning phase uses instead a cosine to each word class,
@@ -24,12 +26,13 @@ Stages, each reused when done, so rerunning the command resumes::
 
     train-hybrid --plan models/holdout.json --run-dir RUN [--corpus ROOT]
 
-1. features: the frozen part's activations ([28, 4, 72]) for every training and
+1. features: the frozen part's activations ([28, 4, 72], or [60, 8, 48] from 7; float16,
+   kept so in memory and cast one batch at a time) for every training and
    validation clip of the plan (``RUN/features/{lang}.npz``); with ``--views 2`` also of
    one seeded channel-augmented copy of each (no better on real speech, twice the time,
    so not by default);
 2. head: ``--epochs`` epochs with the whole speech embedding frozen (Adam, 1e-3), then
-   ``--tune-epochs`` (6) epochs that also train convolutions 11-19 (Adam, 1e-4), with the
+   ``--tune-epochs`` (6) epochs that also train convolutions 11-19 or 7-19 (Adam, 1e-4), with the
    head phase's classifier (or ``--loss margin``'s); a checkpoint
    after each (``RUN/trainer.keras`` + ``RUN/state.json``), validation accuracy logged in
    ``RUN/curves.csv``; the checkpoint the fine-tuning starts from is kept as
@@ -51,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedding_model.oww_graph import TUNE_FROM
+from embedding_model.oww_graph import TUNE_FROM, TUNE_FROMS
 from embedding_model.train_config import TrainConfig
 from protos.atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_cli
@@ -59,8 +62,10 @@ from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_
 PROG = "train-hybrid"
 HEADS = ("mean", "flat")  # the default, mean, was chosen on real speech (models/MODEL_CARD.md)
 WINDOWS = 8
-FEATURE_VERSION = 2  # 1: the frozen window embeddings [8, 96]; 2: the activations before convolution 11
+#: by the first fine-tuned convolution. Earlier versions: 1, the frozen window embeddings [8, 96].
+FEATURE_VERSIONS = {11: 2, 7: 3}
 CLIPS_PER_CALL = 512
+BATCH = 256
 #: How the fine-tuning phase classifies: "softmax", the head phase's dense classifier
 #: kept (the default, shipped), or "margin", an additive-margin cosine softmax (CosFace)
 #: over the head's vector. The margin raised synthetic held-out words and languages and
@@ -174,8 +179,10 @@ def feature_path(run_dir: Path, lang: str) -> Path:
     return run_dir / "features" / f"{lang}.npz"
 
 
-def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: bool = True) -> None:
-    """Per language: the frozen trunk's activations [n, views, 28, 4, 72] float16 of the plan's clips.
+def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: bool = True,
+                     tune_from: int = TUNE_FROM) -> None:
+    """Per language: the frozen trunk's activations [n, views, 28, 4, 72] (from 7: [.., 60, 8, 48])
+    float16 of the plan's clips.
 
     View 0 is the clip itself; view 1, if asked for, a seeded channel-augmented copy.
     """
@@ -191,14 +198,14 @@ def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: b
         out = feature_path(run_dir, lang)
         train, val = plan_clips(plan, lang)
         refs = train + val
-        key = json.dumps([FEATURE_VERSION, seed, views, [r.link for r in refs]])
+        key = json.dumps([FEATURE_VERSIONS[tune_from], seed, views, [r.link for r in refs]])
         key = hashlib.sha256(key.encode()).hexdigest()[:16]
         if out.is_file():
             with np.load(out) as done:
                 if str(done["key"]) == key:
                     continue
         if trunk is None:
-            trunk = build_trunk(read_onnx_weights())
+            trunk = build_trunk(read_onnx_weights(), tune_from=tune_from)
         shape = tuple(trunk.output_shape[1:])
         feats = np.zeros((len(refs), views, *shape), np.float16)
         ok = np.zeros(len(refs), bool)
@@ -226,7 +233,11 @@ def compute_features(plan, run_dir: Path, seed: int, views: int = 1, progress: b
 
 
 def load_features(plan, run_dir: Path):
-    """(train x [M, 28, 4, 72] float32, train y, validation x (clean only), validation y)."""
+    """(train x [M, 28, 4, 72] or [M, 60, 8, 48], train y, validation x (clean only), validation y).
+
+    x stays float16 (4.6 GB for the shipped plan from convolution 7): :func:`_rows` hands
+    the network float32 batches.
+    """
     index = plan.class_index()
     xs, ys, vx, vy = [], [], [], []
     for lang in plan.langs:
@@ -238,15 +249,35 @@ def load_features(plan, run_dir: Path):
                 ys.append(labels[keep & train])
             vx.append(data["features"][keep & ~train, 0])
             vy.append(labels[keep & ~train])
-    return (np.concatenate(xs).astype(np.float32), np.concatenate(ys),
-            np.concatenate(vx).astype(np.float32), np.concatenate(vy))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(vx), np.concatenate(vy)
 
 
 # --- stage 2: the head -----------------------------------------------------------------
 
 
+def _rows(x: np.ndarray, y: np.ndarray | None = None, order: np.ndarray | None = None, batch: int = BATCH):
+    """A Keras dataset of float32 batches of ``x`` (float16 in memory) in ``order`` (default:
+    as stored); with ``y``, (inputs, labels). The batches are those of ``x[order]`` cut every
+    ``batch`` rows, row for row; given the arrays, Keras would copy all of ``x`` to float32 (9 GB
+    for the shipped plan from convolution 7, twice that with an epoch's shuffled copy)."""
+    import keras
+
+    order = np.arange(len(x)) if order is None else order
+
+    class Rows(keras.utils.PyDataset):
+        def __len__(self):
+            return (len(order) + batch - 1) // batch
+
+        def __getitem__(self, i):
+            rows = order[i * batch:(i + 1) * batch]
+            return x[rows].astype(np.float32) if y is None else (x[rows].astype(np.float32), y[rows])
+
+    return Rows()
+
+
 def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tune_epochs: int,
-               loss: str = "softmax", from_head: Path | None = None, plan_digest: str | None = None) -> dict:
+               loss: str = "softmax", from_head: Path | None = None, plan_digest: str | None = None,
+               tune_from: int = TUNE_FROM) -> dict:
     """The run's state (head and fine-tuning epochs done), or a fresh one.
 
     Refuses a run made with other options, or one that has trained further than asked
@@ -256,9 +287,10 @@ def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tun
     another head.
     """
     state_path = run_dir / "state.json"
-    fresh = {"epoch": 0, "tuned": 0, "head": kind, "seed": seed, "views": views, "loss": loss}
+    fresh = {"epoch": 0, "tuned": 0, "head": kind, "seed": seed, "views": views, "loss": loss,
+             "tune_from": tune_from}
     if from_head is not None:
-        source = read_head_source(from_head, kind, views, epochs, plan_digest)
+        source = read_head_source(from_head, kind, views, epochs, plan_digest, tune_from)
         fresh.update(epoch=source["epochs"], from_head=str(from_head.resolve()), head_seed=source["seed"])
     state = json.loads(state_path.read_text()) if state_path.is_file() else fresh
     if state.get("from_head") != fresh.get("from_head"):
@@ -268,6 +300,10 @@ def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tun
     if "tuned" not in state:
         raise HybridError(f"{run_dir} holds a run of an earlier train-hybrid (frozen front, other features): "
                           "use another --run-dir")
+    state.setdefault("tune_from", 11)  # runs from before --tune-from fine-tuned from 11
+    if state["tune_from"] != tune_from:
+        raise HybridError(f"{run_dir} holds a run with --tune-from {state['tune_from']}: pass --tune-from "
+                          f"{state['tune_from']} to resume, or use another --run-dir")
     if (state["head"], state["seed"], state["views"]) != (kind, seed, views):
         raise HybridError(f"{run_dir} holds a run with --head {state['head']} --seed {state['seed']} "
                           f"--views {state['views']}: use another --run-dir, or the same options to resume")
@@ -289,8 +325,10 @@ def read_state(run_dir: Path, kind: str, seed: int, views: int, epochs: int, tun
 HEAD_NAME, HEAD_INFO = "head.keras", "head.json"
 
 
-def read_head_source(source: Path, kind: str, views: int, epochs: int, plan_digest: str | None = None) -> dict:
-    """``source``'s head (``head.json``: epochs, seed, head, views, plan), checked against this run's options."""
+def read_head_source(source: Path, kind: str, views: int, epochs: int, plan_digest: str | None = None,
+                     tune_from: int = TUNE_FROM) -> dict:
+    """``source``'s head (``head.json``: epochs, seed, head, views, plan, tune_from), checked against
+    this run's options."""
     info = source / HEAD_INFO
     if not (info.is_file() and (source / HEAD_NAME).is_file()):
         raise HybridError(f"--from-head {source}: no {HEAD_NAME} there (a run directory whose head epochs "
@@ -299,6 +337,9 @@ def read_head_source(source: Path, kind: str, views: int, epochs: int, plan_dige
     if (head["head"], head["views"]) != (kind, views):
         raise HybridError(f"--from-head {source}: its head was trained with --head {head['head']} "
                           f"--views {head['views']}: pass the same")
+    if head.get("tune_from", 11) != tune_from:
+        raise HybridError(f"--from-head {source}: its head was trained on the activations before convolution "
+                          f"{head.get('tune_from', 11)}: pass --tune-from {head.get('tune_from', 11)}")
     if plan_digest is not None and head["plan"] != plan_digest:
         raise HybridError(f"--from-head {source}: its head was trained on another plan: pass the same --plan")
     if head["epochs"] != epochs:
@@ -332,7 +373,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
     """Train (or resume) from ``state`` (:func:`read_state`); returns (tail, head). One checkpoint per epoch.
 
     ``epochs`` with the speech embedding frozen (Adam 1e-3), then ``tune_epochs`` that
-    also train its tail, convolutions 11-19 (a new Adam, 1e-4), with the classifier of
+    also train its tail, convolutions ``state["tune_from"]``-19 (a new Adam, 1e-4), with the classifier of
     ``state["loss"]`` (:data:`LOSSES`). The checkpoint after the last head epoch is also
     kept as ``head.keras`` (with ``head.json``). With ``state["from_head"]`` the head
     epochs are another run's: its ``head.keras`` is the start and its features are read.
@@ -355,9 +396,9 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
     x, y, vx, vy = load_features(plan, source)
     if not (state["epoch"] or state["tuned"]):
         keras.utils.set_random_seed(state["seed"])
-        tail = build_tail(read_onnx_weights(), x.shape[1:])
+        tail = build_tail(read_onnx_weights(), x.shape[1:], state["tune_from"])
         tail.trainable = False
-        flat = tail.predict(x, verbose=0, batch_size=1024).reshape(-1, 96)
+        flat = tail.predict(_rows(x, batch=1024), verbose=0).reshape(-1, 96)
         head = build_head(state["head"], flat.mean(0), flat.std(0) + 1e-6, noise=0.3)
         trainer = build_trainer(tail, head, len(plan.classes))
         _compile(trainer, 1e-3)
@@ -368,7 +409,7 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
             tail, head = trainer.get_layer("oww_tail"), trainer.get_layer("head")
             tail.trainable = True
             if state["loss"] == "margin":
-                vectors = head.predict(tail.predict(x, verbose=0, batch_size=1024), verbose=0, batch_size=1024)
+                vectors = head.predict(tail.predict(_rows(x, batch=1024), verbose=0), verbose=0, batch_size=1024)
                 trainer = build_margin_trainer(tail, head, class_means(vectors, y, len(plan.classes), seed))
                 del vectors
                 _compile(trainer, 1e-4, margin_loss())
@@ -376,8 +417,8 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
                 _compile(trainer, 1e-4)
         keras.utils.set_random_seed(seed * 1000 + done)
         order = np.random.default_rng([seed, done]).permutation(len(x))
-        hist = trainer.fit(x[order], y[order], batch_size=256, epochs=1, verbose=0, shuffle=False)
-        val_loss, val_acc = (trainer.evaluate(vx, vy, batch_size=1024, verbose=0) if len(vx)
+        hist = trainer.fit(_rows(x, y, order), epochs=1, verbose=0, shuffle=False)
+        val_loss, val_acc = (trainer.evaluate(_rows(vx, vy, batch=1024), verbose=0) if len(vx)
                              else (float("nan"), float("nan")))
         loss, acc = hist.history["loss"][0], hist.history["accuracy"][0]
         phase = "tune" if tuning else "head"
@@ -390,13 +431,13 @@ def train_head(plan, run_dir: Path, state: dict, epochs: int, tune_epochs: int =
             atomic_write_bytes(run_dir / HEAD_NAME, tmp.read_bytes())
             atomic_write_text(run_dir / HEAD_INFO, json.dumps(
                 {"epochs": epochs, "seed": seed, "head": state["head"], "views": state["views"],
-                 "plan": plan.digest()}) + "\n")
+                 "plan": plan.digest(), "tune_from": state["tune_from"]}) + "\n")
         tmp.replace(ckpt)
         atomic_write_text(curves, text)
         state["tuned" if tuning else "epoch"] += 1
         atomic_write_text(run_dir / "state.json", json.dumps(state) + "\n")
         if progress:
-            what = f" (fine-tuning convolutions {TUNE_FROM}-19)" if tuning else ""
+            what = f" (fine-tuning convolutions {state['tune_from']}-19)" if tuning else ""
             log(f"epoch {done + 1}/{total}{what}: loss {loss:.3f}, validation accuracy {val_acc:.3f}")
     return trainer.get_layer("oww_tail"), trainer.get_layer("head")
 
@@ -417,7 +458,7 @@ def export(plan, run_dir: Path, tail, head, state: dict, output_gain: float = OU
     clean.set_weights(head.get_weights())
     sequence_model = build_sequence_model(read_onnx_weights())
     window_embedder = sequence_model.get_layer("oww_window_embedder")
-    for name in tail_layer_names():
+    for name in tail_layer_names(state["tune_from"]):
         window_embedder.get_layer(name).set_weights(tail.get_layer(name).get_weights())
     embedder = build_embedder(sequence_model, clean)
     if output_gain != 1.0:
@@ -426,7 +467,7 @@ def export(plan, run_dir: Path, tail, head, state: dict, output_gain: float = OU
     out.mkdir(parents=True, exist_ok=True)
     _save_keras(embedder, out)
     front = "Google speech embedding (openwakeword 0.4.0 ONNX files), " + (
-        f"convolutions {TUNE_FROM}-19 fine-tuned for {state['tuned']} epochs" if state["tuned"] else "frozen")
+        f"convolutions {state['tune_from']}-19 fine-tuned for {state['tuned']} epochs" if state["tuned"] else "frozen")
     meta = {"identity": weights_identity(embedder), "dim": int(embedder.output_shape[-1]),
             "params": int(embedder.count_params()), "output_gain": float(output_gain), "kind": "hybrid",
             "training": {"head": state["head"], "epochs": state["epoch"], "tune_epochs": state["tuned"],
@@ -463,8 +504,12 @@ def _run(argv: list[str] | None) -> int:
                    "(default: 1; 2 scored the same on real speech and takes twice as long)")
     p.add_argument("--epochs", type=int, default=4, help="epochs that train the head on the frozen front (default: 4)")
     p.add_argument("--tune-epochs", type=int, default=6,
-                   help="then epochs that also fine-tune the front's convolutions 11-19 (default: 6, chosen on "
-                   "real speech over 3 and 10; 0: keep the front frozen)")
+                   help="then epochs that also fine-tune the front's convolutions from --tune-from to 19 "
+                   "(default: 6, chosen on real speech over 3 and 10; 0: keep the front frozen)")
+    p.add_argument("--tune-from", type=int, choices=TUNE_FROMS, default=TUNE_FROM,
+                   help=f"the first convolution the fine-tuning trains (default: {TUNE_FROM}; 7 also trains "
+                   "the block before the third max-pool: better on synthetic held-out words, 2.9 times the "
+                   "features (about 5 GB in memory for the shipped plan) and twice the time; docs/MODEL.md)")
     p.add_argument("--loss", choices=LOSSES, default="softmax",
                    help="the fine-tuning phase's classifier: softmax (the head phase's dense classifier) or "
                    "margin (cosine, additive margin 0.2; better on synthetic, worse real-speech F1) "
@@ -509,9 +554,10 @@ def _run(argv: list[str] | None) -> int:
     if args.from_head is not None and args.from_head.resolve() == args.run_dir.resolve():
         raise HybridError("--from-head must name another run directory than --run-dir")
     state = read_state(args.run_dir, args.head, args.seed, args.views,  # before anything is overwritten
-                       args.epochs, args.tune_epochs, args.loss, args.from_head, plan.digest())
+                       args.epochs, args.tune_epochs, args.loss, args.from_head, plan.digest(), args.tune_from)
     if args.from_head is None:
-        compute_features(plan, args.run_dir, args.seed, views=args.views, progress=not args.no_progress)
+        compute_features(plan, args.run_dir, args.seed, views=args.views, progress=not args.no_progress,
+                         tune_from=args.tune_from)
     if args.features_only:
         return 0
     tail, head = train_head(plan, args.run_dir, state, args.epochs, args.tune_epochs, progress=not args.no_progress)

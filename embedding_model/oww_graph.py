@@ -34,8 +34,10 @@ N_BINS = 257
 FLOOR_DB = 80.0
 LEAK = 0.2
 ACTIVATION_FLOOR = -0.4
-#: the first convolution train-hybrid fine-tunes (after the third max-pool, [28, 4, 72] per 1-s clip)
+#: the first convolution train-hybrid fine-tunes by default (after the third max-pool, [28, 4, 72]
+#: per 1-s clip); ``--tune-from 7`` starts after the second one ([60, 8, 48]).
 TUNE_FROM = 11
+TUNE_FROMS = (11, 7)
 
 _CLASSES: dict = {}
 
@@ -183,11 +185,11 @@ def _stem(mel):
     return _leaky_floor(x, "0")
 
 
-def _tail(x):
-    """Convolutions TUNE_FROM..18 and the last one (3x1 to 96, no bias): [M, W, 96]."""
+def _tail(x, tune_from: int = TUNE_FROM):
+    """Convolutions ``tune_from``..18 and the last one (3x1 to 96, no bias): [M, W, 96]."""
     from keras import layers
 
-    x = _body(x, TUNE_FROM, 18)
+    x = _body(x, tune_from, 18)
     x = layers.Conv2D(DIM, (3, 1), use_bias=False, name="oww_conv19")(x)
     return layers.Reshape((-1, DIM), name="oww_vectors")(x)
 
@@ -229,9 +231,9 @@ def set_window_weights(model, weights: dict[str, np.ndarray]) -> None:
         model.get_layer("oww_conv19").set_weights([weights["conv19/kernel"]])
 
 
-def tail_layer_names() -> list[str]:
+def tail_layer_names(tune_from: int = TUNE_FROM) -> list[str]:
     """The layers :func:`build_tail` holds that have weights (the ones train-hybrid fine-tunes)."""
-    return [f"oww_conv{i}" for i in range(TUNE_FROM, 20)]
+    return [f"oww_conv{i}" for i in range(tune_from, 20)]
 
 
 def _waveform_input(weights: dict[str, np.ndarray] | None, pad: int, clip_samples: int):
@@ -250,28 +252,30 @@ def _waveform_input(weights: dict[str, np.ndarray] | None, pad: int, clip_sample
     return inp, x, frames
 
 
-def build_trunk(weights: dict[str, np.ndarray], pad: int = 2880, clip_samples: int = 16000):
-    """Keras model: waveforms [N, clip_samples] -> the activations after max-pool TUNE_FROM - 1.
+def build_trunk(weights: dict[str, np.ndarray], pad: int = 2880, clip_samples: int = 16000,
+                tune_from: int = TUNE_FROM):
+    """Keras model: waveforms [N, clip_samples] -> the activations after max-pool ``tune_from`` - 1.
 
     The frozen part of the speech embedding when train-hybrid fine-tunes the rest: with
-    the default padding, [N, 28, 4, 72] per clip. :func:`build_tail` takes it on to the
-    window embeddings; the two together equal :func:`build_sequence_model`.
+    the default padding, [N, 28, 4, 72] per clip from 11, [N, 60, 8, 48] from 7.
+    :func:`build_tail` with the same ``tune_from`` takes it on to the window embeddings;
+    the two together equal :func:`build_sequence_model`.
     """
     import keras
 
     inp, mel, _ = _waveform_input(weights, pad, clip_samples)
-    model = keras.Model(inp, _body(_stem(mel), 1, TUNE_FROM - 1), name="oww_trunk")
+    model = keras.Model(inp, _body(_stem(mel), 1, tune_from - 1), name="oww_trunk")
     set_window_weights(model, weights)
     model.trainable = False
     return model
 
 
-def build_tail(weights: dict[str, np.ndarray], input_shape: tuple[int, int, int]):
+def build_tail(weights: dict[str, np.ndarray], input_shape: tuple[int, int, int], tune_from: int = TUNE_FROM):
     """Keras model: trunk activations [N, *input_shape] -> window embeddings [N, W, 96] (trainable)."""
     import keras
 
     inp = keras.Input(shape=tuple(input_shape), name="trunk")
-    model = keras.Model(inp, _tail(inp), name="oww_tail")
+    model = keras.Model(inp, _tail(inp, tune_from), name="oww_tail")
     set_window_weights(model, weights)
     return model
 

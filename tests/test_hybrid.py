@@ -150,6 +150,51 @@ def test_a_run_of_the_frozen_front_train_hybrid_is_refused(hybrid_run, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # nothing written
 
 
+def test_tune_from_7_fine_tunes_convolutions_7_to_19_over_float16_features(tiny_corpus, tmp_path, capsys):
+    from embedding_model import get_backend
+    from embedding_model.hybrid import main
+    from embedding_model.oww_graph import build_sequence_model, read_onnx_weights
+
+    plan, run = train_tiny(tiny_corpus, tmp_path, "--epochs", "1", "--tune-epochs", "1", "--tune-from", "7")
+    lang = plan.langs[0]
+    with np.load(run / "features" / f"{lang}.npz") as data:
+        assert data["features"].dtype == np.float16 and data["features"].shape[2:] == (60, 8, 48)
+    assert json.loads((run / "head.json").read_text())["tune_from"] == 7
+    meta = json.loads((run / "export" / "mswc_embedding.json").read_text())
+    assert "convolutions 7-19 fine-tuned for 1 epochs" in meta["training"]["front"]
+    exported = get_backend("mswc", model=run / "export").model.get_layer("oww_sequence").get_layer("oww_window_embedder")
+    fresh = build_sequence_model(read_onnx_weights()).get_layer("oww_window_embedder")
+    for i in range(20):
+        got, want = exported.get_layer(f"oww_conv{i}").get_weights()[0], fresh.get_layer(f"oww_conv{i}").get_weights()[0]
+        assert np.array_equal(got, want) == (i < 7), i  # 0-6 openWakeWord's, 7-19 fine-tuned
+    # A run from 7 resumes only from 7; a head kept from 7 is fine-tuned only from 7.
+    capsys.readouterr()
+    base = ["--plan", str(tmp_path / "plan.json"), "--epochs", "1", "--tune-epochs", "1"]
+    assert main(base + ["--run-dir", str(run)]) == 1
+    assert main(base + ["--run-dir", str(tmp_path / "s1"), "--from-head", str(run), "--seed", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2, err
+    assert "holds a run with --tune-from 7: pass --tune-from 7 to resume" in err[0]
+    assert "before convolution 7: pass --tune-from 7" in err[1]
+    assert not (tmp_path / "s1" / "state.json").exists()
+
+
+def test_rows_hands_out_float32_batches_of_the_epochs_order():
+    from embedding_model.hybrid import _rows
+
+    x = np.arange(10 * 2, dtype=np.float16).reshape(10, 2)
+    y = np.arange(10) * 10
+    order = np.array([7, 2, 9, 0, 5, 1, 8, 3, 6, 4])
+    rows = _rows(x, y, order, batch=4)
+    assert len(rows) == 3
+    batches = [rows[i] for i in range(3)]
+    assert all(b[0].dtype == np.float32 for b in batches)
+    assert [list(b[1] // 10) for b in batches] == [[7, 2, 9, 0], [5, 1, 8, 3], [6, 4]]  # x[order], cut every 4
+    for xb, yb in batches:
+        np.testing.assert_array_equal(xb[:, 0], 2 * (yb // 10))  # rows and labels stay together
+    assert len(_rows(x)) == 1 and _rows(x)[0].shape == (10, 2)
+
+
 def test_margin_loss_fine_tunes_with_a_cosine_classifier_started_at_the_class_means(tiny_corpus, tmp_path):
     import keras
 
