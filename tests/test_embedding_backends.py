@@ -92,16 +92,24 @@ def test_band_norm_ignores_a_fixed_channel_and_old_configs_read_back():
     offset (a microphone's or telephone line's response, additive in log-mel) leaves the
     embedding unchanged, where the default (the clip's mean only) does not. The default
     config's JSON has no such field, as the checkpoints trained before it."""
+    import keras
+
     from embedding_model.frontend import N_FRAMES, N_MELS
     from embedding_model.model import ModelConfig, build_backbone
 
     rng = np.random.default_rng(0)
     logmel = rng.standard_normal((2, N_FRAMES, N_MELS)).astype(np.float32)
     channel = np.linspace(-3, 3, N_MELS, dtype=np.float32)[None, None, :]
+    keras.utils.set_random_seed(0)
     band, clip = (build_backbone(ModelConfig(input_norm=n)) for n in ("band", "clip"))
-    moved = {name: float(np.abs(m.predict(logmel + channel, verbose=0) - m.predict(logmel, verbose=0)).max())
-             for name, m in (("band", band), ("clip", clip))}
-    assert moved["band"] < 1e-4 and moved["clip"] > 1e-3, moved
+    # Relative to the output's own size: an untrained network's outputs are about 1e-3, and
+    # how far the channel moves them with the clip's mean removed varies with the draw of the
+    # weights (0.4-1.6 of the output's largest value over six draws; band: 3e-7).
+    moved = {}
+    for name, m in (("band", band), ("clip", clip)):
+        before = m.predict(logmel, verbose=0)
+        moved[name] = float(np.abs(m.predict(logmel + channel, verbose=0) - before).max() / np.abs(before).max())
+    assert moved["band"] < 1e-4 and moved["clip"] > 0.05, moved
     assert "input_norm" not in ModelConfig().to_json()
     assert ModelConfig.from_json(ModelConfig(input_norm="band").to_json()).input_norm == "band"
     with pytest.raises(ValueError, match="input_norm"):
