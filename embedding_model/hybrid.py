@@ -62,7 +62,8 @@ from protos.errors import EXIT_STATUS_HELP, EnvironmentProblem, InputError, run_
 PROG = "train-hybrid"
 HEADS = ("mean", "flat")  # the default, mean, was chosen on real speech (models/MODEL_CARD.md)
 WINDOWS = 8
-#: by the first fine-tuned convolution. Earlier versions: 1, the frozen window embeddings [8, 96].
+#: The features' version (part of each file's key), by the first fine-tuned convolution.
+#: Version 1, no longer made: the frozen window embeddings [8, 96].
 FEATURE_VERSIONS = {11: 2, 7: 3}
 CLIPS_PER_CALL = 512
 BATCH = 256
@@ -337,9 +338,10 @@ def read_head_source(source: Path, kind: str, views: int, epochs: int, plan_dige
     if (head["head"], head["views"]) != (kind, views):
         raise HybridError(f"--from-head {source}: its head was trained with --head {head['head']} "
                           f"--views {head['views']}: pass the same")
-    if head.get("tune_from", 11) != tune_from:
+    head.setdefault("tune_from", 11)  # heads kept before --tune-from were trained from 11
+    if head["tune_from"] != tune_from:
         raise HybridError(f"--from-head {source}: its head was trained on the activations before convolution "
-                          f"{head.get('tune_from', 11)}: pass --tune-from {head.get('tune_from', 11)}")
+                          f"{head['tune_from']}: pass --tune-from {head['tune_from']}")
     if plan_digest is not None and head["plan"] != plan_digest:
         raise HybridError(f"--from-head {source}: its head was trained on another plan: pass the same --plan")
     if head["epochs"] != epochs:
